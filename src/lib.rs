@@ -1,0 +1,12 @@
+//! xg2g: turns an Enigma2 receiver into an IPTV playlist, an XMLTV guide and streams.
+//!
+//! The binary (`src/main.rs`) wires these modules together; each owns one concern
+//! (see DESIGN.md for the map).
+
+pub mod config;
+pub mod guide;
+pub mod http;
+pub mod metrics;
+pub mod receiver;
+pub mod refresh;
+pub mod sim;

@@ -1,0 +1,1 @@
+//! The refresh job: receiver → guide files.
