@@ -66,6 +66,20 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Percent-encodes everything but unreserved characters and `:` (which service
+/// references are full of and which is legal in a path segment and a query value).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A response body.
 pub enum Body {
     /// No body (also what HEAD responses send).
@@ -153,5 +167,8 @@ mod tests {
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("%C3%BC"), "ü");
         assert_eq!(percent_decode("%FF"), "\u{FFFD}");
+        let sref = "1:134:1:0:0:0:0:0:0:0:FROM BOUQUET \"alternatives.x.tv\" ORDER BY bouquet";
+        assert_eq!(percent_decode(&percent_encode(sref)), sref);
+        assert_eq!(percent_encode("a b&c"), "a%20b%26c");
     }
 }
