@@ -1,0 +1,784 @@
+//! Settings: `XG2G_*` environment over an optional TOML file over defaults, validated.
+//!
+//! Rules: loading happens once per (re)load and either yields a fully valid [`Settings`]
+//! or one [`ConfigError`] whose one-line message names the key as the user wrote it, the
+//! value and what is allowed; secrets (`owi_pass`, `api_token`) are never echoed. The
+//! file is read whole but capped at [`MAX_FILE_BYTES`]. The key list ([`keys()`]) is the
+//! single source of names, defaults and help.
+
+mod keys;
+mod value;
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use keys::KeyInfo;
+pub use value::format_duration;
+
+use keys::{Field, KEYS};
+use value::IntRange;
+
+/// Where EPG events are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpgSource {
+    /// One `/api/epgbouquet` call per bouquet (default; few requests).
+    Bouquet,
+    /// One `/api/epgservice` call per channel, `epg_max_concurrency` at a time.
+    PerService,
+}
+
+/// The effective, validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `XG2G_OWI_BASE`: receiver web interface, `http://host[:port][/prefix]`, no trailing slash.
+    pub owi_base: String,
+    /// `XG2G_OWI_USER`: HTTP Basic user for the receiver.
+    pub owi_user: Option<String>,
+    /// `XG2G_OWI_PASS`: HTTP Basic password (masked when printed).
+    pub owi_pass: Option<String>,
+    /// `XG2G_BOUQUET`: bouquet names (case-insensitive) or refs; empty = all.
+    pub bouquets: Vec<String>,
+    /// `XG2G_STREAM_PORT`: receiver streaming port (8001).
+    pub stream_port: u16,
+    /// `XG2G_DATA`: folder for playlist and guide (`./data`).
+    pub data_dir: PathBuf,
+    /// `XG2G_LISTEN`: main HTTP listener (`:8080` = all interfaces).
+    pub listen: SocketAddr,
+    /// `XG2G_METRICS_LISTEN`: separate metrics listener; `None` = on the main one.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `XG2G_EPG_ENABLED` (true).
+    pub epg_enabled: bool,
+    /// `XG2G_EPG_DAYS` (7, 1..=14).
+    pub epg_days: u32,
+    /// `XG2G_EPG_SOURCE` (`bouquet` | `per-service`).
+    pub epg_source: EpgSource,
+    /// `XG2G_EPG_MAX_CONCURRENCY` (4, 1..=16): parallel per-service EPG requests.
+    pub epg_max_concurrency: usize,
+    /// `XG2G_OWI_TIMEOUT_MS` (10000, 100..=600000): per receiver request.
+    pub owi_timeout: Duration,
+    /// `XG2G_OWI_RETRIES` (2, 0..=10): extra attempts after a failed request.
+    pub owi_retries: u32,
+    /// `XG2G_OWI_MAX_BODY_BYTES` (256 MiB): cap on one receiver answer (decoded).
+    pub owi_max_body_bytes: u64,
+    /// `XG2G_X_TVG_URL`: guide URL written into the playlist header; default = our own.
+    pub x_tvg_url: Option<String>,
+    /// `XG2G_PICON_BASE`: base URL for logos; default = `<owi_base>/picon`.
+    pub picon_base: Option<String>,
+    /// `XG2G_PUBLIC_URL`: how clients reach this daemon (`http://host:port`), no trailing slash.
+    pub public_url: Option<String>,
+    /// `XG2G_USE_PROXY_URLS` (true): playlist points at `/stream/<ref>` here, else at the receiver.
+    pub use_proxy_urls: bool,
+    /// `XG2G_REFRESH_INTERVAL` (6h, at least 1m).
+    pub refresh_interval: Duration,
+    /// `XG2G_INITIAL_REFRESH` (true): refresh at start.
+    pub initial_refresh: bool,
+    /// `XG2G_API_TOKEN`: Bearer token for `/api/v1/refresh`; unset = endpoint refused.
+    pub api_token: Option<String>,
+    /// `XG2G_HTTP_MAX_CONNECTIONS` (256): open client connections at most.
+    pub http_max_connections: usize,
+    /// `XG2G_HTTP_HEADER_TIMEOUT` (10s): time to send a whole request head.
+    pub http_header_timeout: Duration,
+    /// `XG2G_HTTP_IDLE_TIMEOUT` (60s): keep-alive idle time between requests.
+    pub http_idle_timeout: Duration,
+    /// `XG2G_HTTP_WRITE_TIMEOUT` (30s): a client that accepts no bytes this long is dropped.
+    pub http_write_timeout: Duration,
+    /// `XG2G_HTTP_MAX_HEADER_BYTES` (8192): request head size limit.
+    pub http_max_header_bytes: usize,
+    /// `XG2G_LOG_LEVEL` (`info`): default log filter when `RUST_LOG` is unset.
+    pub log_level: String,
+}
+
+impl EpgSource {
+    /// The name users write: `bouquet` or `per-service`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EpgSource::Bouquet => "bouquet",
+            EpgSource::PerService => "per-service",
+        }
+    }
+}
+
+/// Largest settings file read; a real one is a few KiB, so anything larger is the wrong
+/// file and is refused rather than held in memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Why settings could not be loaded. Every message is one line that names the key as the
+/// user wrote it; secret values never appear.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A value is present but not allowed.
+    #[error("{setting}: {problem}")]
+    Invalid {
+        /// The environment name of the setting, e.g. `XG2G_EPG_DAYS` (also for file keys).
+        key: &'static str,
+        /// The setting as written: `XG2G_EPG_DAYS="20"` or `epg_days = 20 in FILE`,
+        /// with `****` for secrets and long values shortened.
+        setting: String,
+        /// What is allowed, e.g. `must be a whole number from 1 to 14`.
+        problem: String,
+    },
+    /// No receiver address was given by environment or file.
+    #[error("XG2G_OWI_BASE is required (e.g. http://192.168.1.10){}", or_in_file(.file.as_deref()))]
+    MissingOwiBase {
+        /// The settings file, if one was read (the message mentions it as an alternative).
+        file: Option<PathBuf>,
+    },
+    /// The settings file has a key that is not a setting.
+    #[error("unknown key {key:?} in {file}{}", did_you_mean(*.suggestion))]
+    UnknownKey {
+        /// The key as written (shortened if very long).
+        key: String,
+        /// The settings file.
+        file: PathBuf,
+        /// The closest real key, if one is close.
+        suggestion: Option<&'static str>,
+    },
+    /// The settings file is not valid TOML.
+    #[error("{file}{}: {message}", at_line(*.line))]
+    Syntax {
+        /// The settings file.
+        file: PathBuf,
+        /// 1-based line of the error, when the parser knows it.
+        line: Option<usize>,
+        /// The parser's one-line description.
+        message: String,
+    },
+    /// The settings file could not be read.
+    #[error("cannot read settings file {file}: {source}")]
+    Read {
+        /// The settings file.
+        file: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The settings file is larger than [`MAX_FILE_BYTES`].
+    #[error("settings file {file} is larger than {MAX_FILE_BYTES} bytes; is it the right file?")]
+    TooLarge {
+        /// The settings file.
+        file: PathBuf,
+    },
+    /// An `XG2G_*` environment variable holds bytes that are not UTF-8.
+    #[error("{key} is not valid UTF-8")]
+    NotUnicode {
+        /// The environment variable.
+        key: &'static str,
+    },
+}
+
+fn or_in_file(file: Option<&Path>) -> String {
+    file.map_or(String::new(), |f| {
+        format!("; or set owi_base in {}", f.display())
+    })
+}
+
+fn did_you_mean(suggestion: Option<&str>) -> String {
+    suggestion.map_or(String::new(), |s| format!(" (did you mean {s}?)"))
+}
+
+fn at_line(line: Option<usize>) -> String {
+    line.map_or(String::new(), |l| format!(" line {l}"))
+}
+
+/// Every setting, in `Settings` field order: environment name, file key, default, help.
+pub fn keys() -> &'static [KeyInfo] {
+    &KEYS
+}
+
+// Ranges from the field docs, kept next to the parser that enforces them.
+const STREAM_PORT: IntRange = IntRange { lo: 1, hi: 65535 };
+const EPG_DAYS: IntRange = IntRange { lo: 1, hi: 14 };
+const EPG_MAX_CONCURRENCY: IntRange = IntRange { lo: 1, hi: 16 };
+const OWI_TIMEOUT_MS: IntRange = IntRange {
+    lo: 100,
+    hi: 600_000,
+};
+const OWI_RETRIES: IntRange = IntRange { lo: 0, hi: 10 };
+const OWI_MAX_BODY_BYTES: IntRange = IntRange {
+    lo: 64 << 10,
+    hi: 4 << 30,
+};
+const HTTP_MAX_CONNECTIONS: IntRange = IntRange { lo: 1, hi: 65536 };
+const HTTP_MAX_HEADER_BYTES: IntRange = IntRange {
+    lo: 1024,
+    hi: 65536,
+};
+const REFRESH_INTERVAL: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(7 * 86_400));
+const HTTP_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+
+const OWI_BASE_ALLOWED: &str = "must be a URL like http://192.168.1.10";
+const URL_ALLOWED: &str = "must be a URL like http://192.168.1.20:8080";
+const TEXT_ALLOWED: &str = "must be text";
+const PATH_ALLOWED: &str = "must be a folder path";
+const BOUQUET_ALLOWED: &str = "must be a comma list or an array of bouquet names";
+
+/// Longest value echoed in an error; beyond this the message would stop being one line
+/// anyone reads.
+const MAX_ECHO_CHARS: usize = 80;
+
+impl Settings {
+    /// The defaults from the field docs; `owi_base` is empty (it has no default).
+    fn defaults() -> Settings {
+        Settings {
+            owi_base: String::new(),
+            owi_user: None,
+            owi_pass: None,
+            bouquets: Vec::new(),
+            stream_port: 8001,
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
+            metrics_listen: None,
+            epg_enabled: true,
+            epg_days: 7,
+            epg_source: EpgSource::Bouquet,
+            epg_max_concurrency: 4,
+            owi_timeout: Duration::from_millis(10_000),
+            owi_retries: 2,
+            owi_max_body_bytes: 256 << 20,
+            x_tvg_url: None,
+            picon_base: None,
+            public_url: None,
+            use_proxy_urls: true,
+            refresh_interval: Duration::from_secs(6 * 3600),
+            initial_refresh: true,
+            api_token: None,
+            http_max_connections: 256,
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
+            http_write_timeout: Duration::from_secs(30),
+            http_max_header_bytes: 8192,
+            log_level: "info".to_string(),
+        }
+    }
+
+    /// Loads settings: defaults, then the TOML `file` if given, then every `XG2G_*`
+    /// variable that `env` returns non-empty. Returns fully validated settings or the
+    /// first problem found; `XG2G_OWI_BASE` (or `owi_base`) must be set by one of them.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut settings = Settings::defaults();
+        // Remembered to name the right key if the two listeners collide.
+        let mut metrics_setting = None;
+        if let Some(path) = file {
+            let table = read_table(path)?;
+            for (name, value) in &table {
+                let info = KEYS
+                    .iter()
+                    .find(|k| k.file_key == name)
+                    .ok_or_else(|| unknown_key(name, path))?;
+                let at = At {
+                    info,
+                    raw: Raw::File(value, path),
+                };
+                if at.is_unset() {
+                    continue;
+                }
+                at.apply(&mut settings)?;
+                if info.field == Field::MetricsListen {
+                    metrics_setting = Some(at.setting());
+                }
+            }
+        }
+        for info in KEYS.iter() {
+            let Some(text) = env(info.env) else {
+                continue;
+            };
+            let at = At {
+                info,
+                raw: Raw::Env(&text),
+            };
+            if at.is_unset() {
+                continue;
+            }
+            at.apply(&mut settings)?;
+            if info.field == Field::MetricsListen {
+                metrics_setting = Some(at.setting());
+            }
+        }
+        if settings.owi_base.is_empty() {
+            return Err(ConfigError::MissingOwiBase {
+                file: file.map(Path::to_path_buf),
+            });
+        }
+        if let (Some(metrics), Some(setting)) = (settings.metrics_listen, metrics_setting) {
+            let main = settings.listen;
+            let overlap = metrics.ip() == main.ip()
+                || metrics.ip().is_unspecified()
+                || main.ip().is_unspecified();
+            if metrics.port() != 0 && metrics.port() == main.port() && overlap {
+                return Err(ConfigError::Invalid {
+                    key: "XG2G_METRICS_LISTEN",
+                    setting,
+                    problem: format!(
+                        "must not use the port of XG2G_LISTEN ({main}); pick another port or leave it empty"
+                    ),
+                });
+            }
+        }
+        Ok(settings)
+    }
+
+    /// [`Settings::load`] with the process environment; an `XG2G_*` variable that is not
+    /// UTF-8 is an error naming it.
+    pub fn from_process(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        for info in KEYS.iter() {
+            if let Some(value) = std::env::var_os(info.env) {
+                if value.to_str().is_none() {
+                    return Err(ConfigError::NotUnicode { key: info.env });
+                }
+            }
+        }
+        Settings::load(file, &|name| std::env::var(name).ok())
+    }
+
+    /// The effective settings, one `XG2G_NAME=value` line per setting in field order.
+    /// Secrets read `****` when set; anything unset reads `(unset)`; durations, sizes and
+    /// bouquet lists are printed so they read back as the same value.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for info in KEYS.iter() {
+            let _ = writeln!(out, "{}={}", info.env, self.value_text(info));
+        }
+        out
+    }
+
+    /// One setting's value as `describe` prints it.
+    fn value_text(&self, info: &KeyInfo) -> String {
+        const UNSET: &str = "(unset)";
+        let opt = |v: &Option<String>| v.as_deref().map_or(UNSET.to_string(), one_line);
+        let secret = |v: &Option<String>| if v.is_some() { "****" } else { UNSET }.to_string();
+        match info.field {
+            Field::OwiBase => one_line(&self.owi_base),
+            Field::OwiUser => opt(&self.owi_user),
+            Field::OwiPass => secret(&self.owi_pass),
+            Field::Bouquet if self.bouquets.is_empty() => UNSET.to_string(),
+            Field::Bouquet => one_line(&value::format_bouquets(&self.bouquets)),
+            Field::StreamPort => self.stream_port.to_string(),
+            Field::Data => one_line(&self.data_dir.to_string_lossy()),
+            Field::Listen => self.listen.to_string(),
+            Field::MetricsListen => self
+                .metrics_listen
+                .map_or(UNSET.to_string(), |a| a.to_string()),
+            Field::EpgEnabled => self.epg_enabled.to_string(),
+            Field::EpgDays => self.epg_days.to_string(),
+            Field::EpgSource => self.epg_source.as_str().to_string(),
+            Field::EpgMaxConcurrency => self.epg_max_concurrency.to_string(),
+            Field::OwiTimeoutMs => self.owi_timeout.as_millis().to_string(),
+            Field::OwiRetries => self.owi_retries.to_string(),
+            Field::OwiMaxBodyBytes => value::format_bytes(self.owi_max_body_bytes),
+            Field::XTvgUrl => opt(&self.x_tvg_url),
+            Field::PiconBase => opt(&self.picon_base),
+            Field::PublicUrl => opt(&self.public_url),
+            Field::UseProxyUrls => self.use_proxy_urls.to_string(),
+            Field::RefreshInterval => format_duration(self.refresh_interval),
+            Field::InitialRefresh => self.initial_refresh.to_string(),
+            Field::ApiToken => secret(&self.api_token),
+            Field::HttpMaxConnections => self.http_max_connections.to_string(),
+            Field::HttpHeaderTimeout => format_duration(self.http_header_timeout),
+            Field::HttpIdleTimeout => format_duration(self.http_idle_timeout),
+            Field::HttpWriteTimeout => format_duration(self.http_write_timeout),
+            Field::HttpMaxHeaderBytes => self.http_max_header_bytes.to_string(),
+            Field::LogLevel => self.log_level.clone(),
+        }
+    }
+}
+
+/// User text with control characters escaped, so it cannot break a line.
+fn one_line(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.chars().flat_map(char::escape_default).collect()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Reads and parses the settings file, bounded by [`MAX_FILE_BYTES`].
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if u64::try_from(bytes.len()).map_or(true, |n| n > MAX_FILE_BYTES) {
+        return Err(ConfigError::TooLarge {
+            file: path.to_path_buf(),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to()),
+        ))
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            file: path.to_path_buf(),
+            line: e
+                .span()
+                .and_then(|span| text.get(..span.start))
+                .map(|before| before.matches('\n').count() + 1),
+            message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+        })
+}
+
+/// The error for a file key that is not a setting, with the closest real key if any.
+fn unknown_key(name: &str, path: &Path) -> ConfigError {
+    ConfigError::UnknownKey {
+        key: name.chars().take(MAX_ECHO_CHARS).collect(),
+        file: path.to_path_buf(),
+        suggestion: suggest(name),
+    }
+}
+
+/// The real file key a mistyped `name` most likely meant.
+fn suggest(name: &str) -> Option<&'static str> {
+    if name.chars().count() > 64 {
+        return None;
+    }
+    let lower = name.to_ascii_lowercase().replace('-', "_");
+    let norm = lower.strip_prefix("xg2g_").unwrap_or(&lower);
+    // The struct's field names, which differ from the file keys.
+    let aliases = [
+        ("bouquets", "bouquet"),
+        ("data_dir", "data"),
+        ("owi_timeout", "owi_timeout_ms"),
+    ];
+    if let Some((_, key)) = aliases.iter().find(|(alias, _)| *alias == norm) {
+        return Some(key);
+    }
+    KEYS.iter()
+        .map(|k| (edit_distance(norm, k.file_key), k.file_key))
+        .filter(|&(d, key)| d <= 2 && d < key.len() / 2)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, key)| key)
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur.clear();
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let above = prev.get(j + 1).copied().unwrap_or(usize::MAX);
+            let diag = prev.get(j).copied().unwrap_or(usize::MAX);
+            let left = cur.last().copied().unwrap_or(usize::MAX);
+            let cost = usize::from(ca != *cb);
+            cur.push(
+                above
+                    .saturating_add(1)
+                    .min(left.saturating_add(1))
+                    .min(diag.saturating_add(cost)),
+            );
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+/// A value as it arrived: environment text, or a TOML value from a file.
+#[derive(Clone, Copy)]
+enum Raw<'a> {
+    Env(&'a str),
+    File(&'a toml::Value, &'a Path),
+}
+
+/// One setting being applied: which key and what the user wrote.
+struct At<'a> {
+    info: &'static KeyInfo,
+    raw: Raw<'a>,
+}
+
+impl<'a> At<'a> {
+    /// Empty (or blank) text counts as not given, so `XG2G_X=` keeps the file or default.
+    fn is_unset(&self) -> bool {
+        match self.raw {
+            Raw::Env(text) => text.trim().is_empty(),
+            Raw::File(toml::Value::String(text), _) => text.trim().is_empty(),
+            Raw::File(..) => false,
+        }
+    }
+
+    /// The setting as written, for errors: `XG2G_EPG_DAYS="20"` or `epg_days = 20 in F`.
+    fn setting(&self) -> String {
+        let secret = self.info.is_secret();
+        match self.raw {
+            Raw::Env(text) => {
+                let shown = if secret {
+                    "****".to_string()
+                } else {
+                    format!("{:?}", shorten(text))
+                };
+                format!("{}={shown}", self.info.env)
+            }
+            Raw::File(value, path) => {
+                let shown = if secret {
+                    "****".to_string()
+                } else {
+                    let mut s = String::new();
+                    toml_repr(value, &mut s);
+                    shorten(&s)
+                };
+                format!("{} = {shown} in {}", self.info.file_key, path.display())
+            }
+        }
+    }
+
+    fn fail(&self, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: self.info.env,
+            setting: self.setting(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The error for a TOML value of the wrong type.
+    fn wrong_type(&self, allowed: &str, want: &str) -> ConfigError {
+        let got = match self.raw {
+            Raw::File(toml::Value::String(_), _) => "a string",
+            Raw::File(toml::Value::Integer(_), _) => "an integer",
+            Raw::File(toml::Value::Float(_), _) => "a float",
+            Raw::File(toml::Value::Boolean(_), _) => "a boolean",
+            Raw::File(toml::Value::Datetime(_), _) => "a date",
+            Raw::File(toml::Value::Array(_), _) => "an array",
+            Raw::File(toml::Value::Table(_), _) => "a table",
+            Raw::Env(_) => "text",
+        };
+        self.fail(format!("{allowed} (a TOML {want}, not {got})"))
+    }
+
+    /// The text exactly as given (for secrets and names, where spaces may matter).
+    fn verbatim(&self, allowed: &str) -> Result<&'a str, ConfigError> {
+        match self.raw {
+            Raw::Env(text) => Ok(text),
+            Raw::File(toml::Value::String(text), _) => Ok(text),
+            Raw::File(..) => Err(self.wrong_type(allowed, "string")),
+        }
+    }
+
+    /// The text with surrounding spaces removed.
+    fn text(&self, allowed: &str) -> Result<&'a str, ConfigError> {
+        self.verbatim(allowed).map(str::trim)
+    }
+
+    /// The text run through `parse`, whose problem becomes the error.
+    fn parsed<T>(
+        &self,
+        allowed: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let text = self.text(allowed)?;
+        parse(text).map_err(|problem| self.fail(problem))
+    }
+
+    /// A whole number within `range`: TOML integer, or decimal digits in the environment.
+    fn uint(&self, range: IntRange) -> Result<u64, ConfigError> {
+        let n = match self.raw {
+            Raw::Env(text) => value::parse_uint(text.trim()),
+            Raw::File(toml::Value::Integer(n), _) => u64::try_from(*n).ok(),
+            Raw::File(..) => return Err(self.wrong_type(&range.allowed(), "integer")),
+        };
+        n.and_then(|n| range.check(n))
+            .ok_or_else(|| self.fail(range.allowed()))
+    }
+
+    /// `uint` converted to the field's type (the range always fits it).
+    fn uint_as<T: TryFrom<u64>>(&self, range: IntRange) -> Result<T, ConfigError> {
+        T::try_from(self.uint(range)?).map_err(|_| self.fail(range.allowed()))
+    }
+
+    /// A byte count within `range`: an integer, or text with KiB/MiB/GiB.
+    fn bytes(&self, range: IntRange) -> Result<u64, ConfigError> {
+        let allowed = format!(
+            "must be a size from {} to {} (bytes, or a whole number of KiB, MiB or GiB, e.g. 64MiB)",
+            value::format_bytes(range.lo),
+            value::format_bytes(range.hi)
+        );
+        let n = match self.raw {
+            Raw::Env(text) => value::parse_bytes(text.trim()),
+            Raw::File(toml::Value::String(text), _) => value::parse_bytes(text.trim()),
+            Raw::File(toml::Value::Integer(n), _) => u64::try_from(*n).ok(),
+            Raw::File(..) => return Err(self.wrong_type(&allowed, "integer")),
+        };
+        n.and_then(|n| range.check(n))
+            .ok_or_else(|| self.fail(allowed))
+    }
+
+    fn boolean(&self) -> Result<bool, ConfigError> {
+        match self.raw {
+            Raw::Env(text) => value::parse_bool(text.trim()).map_err(|p| self.fail(p)),
+            Raw::File(toml::Value::Boolean(b), _) => Ok(*b),
+            Raw::File(..) => Err(self.wrong_type("must be true or false", "boolean")),
+        }
+    }
+
+    /// A duration between `lo` and `hi` inclusive, written with units.
+    fn duration(&self, (lo, hi): (Duration, Duration)) -> Result<Duration, ConfigError> {
+        let allowed = format!(
+            "must be a duration from {} to {}, e.g. 30s, 10m, 6h or 1h30m",
+            format_duration(lo),
+            format_duration(hi)
+        );
+        if let Raw::File(toml::Value::Integer(n), _) = self.raw {
+            return Err(self.fail(format!(
+                "must be a duration in quotes; add a unit, e.g. \"{n}s\""
+            )));
+        }
+        let d = self.parsed(&allowed, value::parse_duration)?;
+        if d < lo || d > hi {
+            return Err(self.fail(allowed));
+        }
+        Ok(d)
+    }
+
+    /// Bouquets: a comma list, or in the file also an array of names.
+    fn bouquets(&self) -> Result<Vec<String>, ConfigError> {
+        let Raw::File(toml::Value::Array(items), _) = self.raw else {
+            return self.parsed(BOUQUET_ALLOWED, value::parse_bouquets);
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let toml::Value::String(name) = item else {
+                return Err(self.fail(format!(
+                    "{BOUQUET_ALLOWED} (array items must be strings, not {})",
+                    item.type_str()
+                )));
+            };
+            let name = name.trim();
+            if !name.is_empty() {
+                out.push(name.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Optional text (user, password, token) taken verbatim.
+    fn opt_text(&self) -> Result<Option<String>, ConfigError> {
+        Ok(Some(self.verbatim(TEXT_ALLOWED)?.to_string()))
+    }
+
+    /// Parses the value and stores it in its field.
+    fn apply(&self, s: &mut Settings) -> Result<(), ConfigError> {
+        match self.info.field {
+            Field::OwiBase => s.owi_base = self.parsed(OWI_BASE_ALLOWED, value::parse_owi_base)?,
+            Field::OwiUser => s.owi_user = self.opt_text()?,
+            Field::OwiPass => s.owi_pass = self.opt_text()?,
+            Field::Bouquet => s.bouquets = self.bouquets()?,
+            Field::StreamPort => s.stream_port = self.uint_as(STREAM_PORT)?,
+            Field::Data => {
+                let path = self.text(PATH_ALLOWED)?;
+                if path.is_empty() {
+                    return Err(self.fail("must be a non-empty folder path"));
+                }
+                s.data_dir = PathBuf::from(path);
+            }
+            Field::Listen => s.listen = self.parsed(value::LISTEN_ALLOWED, value::parse_listen)?,
+            Field::MetricsListen => {
+                s.metrics_listen = Some(self.parsed(value::LISTEN_ALLOWED, value::parse_listen)?)
+            }
+            Field::EpgEnabled => s.epg_enabled = self.boolean()?,
+            Field::EpgDays => s.epg_days = self.uint_as(EPG_DAYS)?,
+            Field::EpgSource => {
+                s.epg_source = self.parsed(value::EPG_SOURCE_ALLOWED, value::parse_epg_source)?
+            }
+            Field::EpgMaxConcurrency => {
+                s.epg_max_concurrency = self.uint_as(EPG_MAX_CONCURRENCY)?
+            }
+            Field::OwiTimeoutMs => {
+                s.owi_timeout = Duration::from_millis(self.uint(OWI_TIMEOUT_MS)?);
+            }
+            Field::OwiRetries => s.owi_retries = self.uint_as(OWI_RETRIES)?,
+            Field::OwiMaxBodyBytes => s.owi_max_body_bytes = self.bytes(OWI_MAX_BODY_BYTES)?,
+            Field::XTvgUrl => s.x_tvg_url = Some(self.parsed(URL_ALLOWED, value::parse_http_url)?),
+            Field::PiconBase => {
+                s.picon_base = Some(self.parsed(URL_ALLOWED, value::parse_http_url)?)
+            }
+            Field::PublicUrl => {
+                s.public_url = Some(self.parsed(URL_ALLOWED, value::parse_http_url)?)
+            }
+            Field::UseProxyUrls => s.use_proxy_urls = self.boolean()?,
+            Field::RefreshInterval => s.refresh_interval = self.duration(REFRESH_INTERVAL)?,
+            Field::InitialRefresh => s.initial_refresh = self.boolean()?,
+            Field::ApiToken => s.api_token = self.opt_text()?,
+            Field::HttpMaxConnections => {
+                s.http_max_connections = self.uint_as(HTTP_MAX_CONNECTIONS)?
+            }
+            Field::HttpHeaderTimeout => s.http_header_timeout = self.duration(HTTP_TIMEOUT)?,
+            Field::HttpIdleTimeout => s.http_idle_timeout = self.duration(HTTP_TIMEOUT)?,
+            Field::HttpWriteTimeout => s.http_write_timeout = self.duration(HTTP_TIMEOUT)?,
+            Field::HttpMaxHeaderBytes => {
+                s.http_max_header_bytes = self.uint_as(HTTP_MAX_HEADER_BYTES)?
+            }
+            Field::LogLevel => {
+                s.log_level = self.parsed(value::LOG_LEVEL_ALLOWED, value::parse_log_level)?
+            }
+        }
+        Ok(())
+    }
+}
+
+/// At most [`MAX_ECHO_CHARS`] characters of `s`, marked when cut.
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(MAX_ECHO_CHARS).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// A TOML value written roughly as in the file, for errors (strings quoted and escaped,
+/// so the message stays one line).
+fn toml_repr(value: &toml::Value, out: &mut String) {
+    // Stop early: the result is cut to MAX_ECHO_CHARS anyway, and nested arrays could
+    // otherwise make this walk large.
+    if out.len() > MAX_ECHO_CHARS {
+        return;
+    }
+    match value {
+        toml::Value::String(s) => {
+            let _ = write!(out, "{:?}", shorten(s));
+        }
+        toml::Value::Integer(n) => {
+            let _ = write!(out, "{n}");
+        }
+        toml::Value::Float(f) => {
+            let _ = write!(out, "{f:?}");
+        }
+        toml::Value::Boolean(b) => {
+            let _ = write!(out, "{b}");
+        }
+        toml::Value::Datetime(d) => {
+            let _ = write!(out, "{d}");
+        }
+        toml::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                toml_repr(item, out);
+                if out.len() > MAX_ECHO_CHARS {
+                    break;
+                }
+            }
+            out.push(']');
+        }
+        toml::Value::Table(_) => out.push_str("{...}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;
