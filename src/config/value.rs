@@ -159,7 +159,7 @@ fn number_times(num: &str, unit_ns: u128) -> Option<u128> {
 }
 
 /// A duration as its non-zero `d`, `h`, `m`, `s`, `ms` parts (`6h`, `1h30m`, `500ms`,
-/// `0s`), so printed durations read back through [`parse_duration`].
+/// `0s`), so printed durations read back as settings.
 pub fn format_duration(d: Duration) -> String {
     let mut ms = d.as_millis();
     if ms == 0 {
