@@ -11,7 +11,7 @@ use super::atomic::write_atomic;
 use super::{ChannelEntry, PLAYLIST_FILE, text};
 
 /// Writes `dir/playlist.m3u` atomically: the `#EXTM3U` header naming `guide_url` (as
-/// `url-tvg` and `x-tvg-url`), then per entry
+/// `url-tvg` and `x-tvg-url`; left out when empty), then per entry
 /// `#EXTINF:-1 tvg-id="…" tvg-name="…" [tvg-logo="…"] group-title="…" tvg-chno="N",Name`
 /// and its stream URL. Returns the bytes written.
 ///
@@ -27,8 +27,12 @@ pub fn write_playlist(dir: &Path, guide_url: &str, entries: &[ChannelEntry]) -> 
 
 /// The playlist text itself (see [`write_playlist`]).
 fn render_playlist(w: &mut dyn Write, guide_url: &str, entries: &[ChannelEntry]) -> io::Result<()> {
-    let guide = text::attribute(&text::url(guide_url)).into_owned();
-    writeln!(w, "#EXTM3U url-tvg=\"{guide}\" x-tvg-url=\"{guide}\"")?;
+    let guide = text::url(guide_url);
+    if guide.is_empty() {
+        writeln!(w, "#EXTM3U")?;
+    } else {
+        writeln!(w, "#EXTM3U url-tvg=\"{guide}\" x-tvg-url=\"{guide}\"")?;
+    }
     for entry in entries {
         let url = text::url(&entry.stream_url);
         if url.is_empty() || url.starts_with('#') {
@@ -221,6 +225,7 @@ mod tests {
         assert!(lines[1].contains("tvg-logo=\"http://logo/ab.png\""));
         assert_eq!(lines[2], "http://h/stream/ab#EXTINF");
         assert!(lines[3].contains("tvg-id=\"d.1\""));
+        assert_eq!(render(" \n", &[]), "#EXTM3U\n");
     }
 
     #[test]
