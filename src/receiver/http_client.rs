@@ -170,7 +170,10 @@ pub fn basic_auth(user: &str, pass: &str) -> String {
 /// Standard base64 with padding (RFC 4648 §4).
 fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let sextet = |v: u32| char::from(ALPHABET[(v & 63) as usize]);
+    let sextet = |v: u32| {
+        let index = usize::try_from(v & 63).unwrap_or_default();
+        ALPHABET.get(index).copied().map_or('=', char::from)
+    };
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for group in input.chunks(3) {
         let b = |i: usize| u32::from(group.get(i).copied().unwrap_or(0));

@@ -363,7 +363,7 @@ impl Receiver {
                 Err(e) if e.is_transient() && attempt < self.inner.retries && may_retry(&state) => {
                     attempt += 1;
                     log::debug!(
-                        "event=receiver_retry endpoint={endpoint} attempt={attempt} wait_ms={} error={e:?}",
+                        "event=receiver_retry endpoint={endpoint} attempt={attempt} wait_ms={} error=\"{e}\"",
                         backoff.as_millis()
                     );
                     async_io::Timer::after(backoff).await;

@@ -780,3 +780,22 @@ fn big_epg_streams_with_bounded_memory() {
     assert_eq!(results(&outcomes), ["ok"]);
     eprintln!("200k events in {:?}", started.elapsed());
 }
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn request_futures_can_run_on_a_multi_threaded_executor() {
+    let (rx, _) = client_with("http://127.0.0.1:1", 100, 0, 1);
+    let bouquet = Bouquet {
+        sref: "b".into(),
+        name: "B".into(),
+    };
+    assert_send(&rx.about());
+    assert_send(&rx.bouquets());
+    assert_send(&rx.channels(&bouquet));
+    assert_send(&rx.bouquet_content(&bouquet));
+    assert_send(&rx.epg_bouquet("b", 0, 1, |_| {}));
+    assert_send(&rx.epg_service("s", 0, 1));
+    let clone = rx.clone();
+    assert_eq!(clone.origin().authority(), "127.0.0.1:1");
+}
