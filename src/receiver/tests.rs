@@ -1,0 +1,801 @@
+//! End-to-end tests of the client against tiny HTTP servers on 127.0.0.1 that serve
+//! canned (or generated) bytes, including broken and slow ones.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A server thread answering each connection with `handler(connection index, request
+/// head, stream)`; every request head is recorded.
+struct Server {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start<H>(handler: H) -> Server
+    where
+        H: Fn(usize, &str, &mut TcpStream) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler = Arc::new(handler);
+        let log = requests.clone();
+        thread::spawn(move || {
+            for (i, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                let handler = handler.clone();
+                let log = log.clone();
+                thread::spawn(move || {
+                    let head = read_request_head(&mut stream);
+                    log.lock().unwrap().push(head.clone());
+                    handler(i, &head, &mut stream);
+                });
+            }
+        });
+        Server { addr, requests }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn read_request_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The request target of a recorded head, e.g. `/api/about`.
+fn target(head: &str) -> &str {
+    head.split(' ').nth(1).unwrap_or_default()
+}
+
+/// A query parameter of a request head, percent-decoded.
+fn param(head: &str, key: &str) -> Option<String> {
+    let query = target(head).split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| crate::http::percent_decode(v))
+    })
+}
+
+fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &[u8]) {
+    let mut out = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let _ = stream.write_all(out.as_bytes());
+    let _ = stream.write_all(body);
+}
+
+fn json_ok(stream: &mut TcpStream, body: &str) {
+    let len = body.len().to_string();
+    respond(
+        stream,
+        "200 OK",
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Length", &len),
+        ],
+        body.as_bytes(),
+    );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Chunked framing with `size`-byte chunks, a chunk extension and a trailer.
+fn chunked(data: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(size) {
+        out.extend_from_slice(format!("{:x};ext=1\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\nX-Trailer: yes\r\n\r\n");
+    out
+}
+
+type Outcomes = Arc<Mutex<Vec<RequestOutcome>>>;
+
+fn client_with(base: &str, timeout_ms: u64, retries: u32, max: u64) -> (Receiver, Outcomes) {
+    let outcomes: Outcomes = Arc::default();
+    let log = outcomes.clone();
+    let cfg = ReceiverConfig {
+        base: base.to_owned(),
+        user: None,
+        pass: None,
+        timeout: Duration::from_millis(timeout_ms),
+        retries,
+        max_body_bytes: max,
+    };
+    let observer: Observer =
+        Arc::new(move |o: &RequestOutcome| log.lock().unwrap().push(o.clone()));
+    (Receiver::new(cfg, observer).unwrap(), outcomes)
+}
+
+fn client(server: &Server) -> (Receiver, Outcomes) {
+    client_with(&server.base(), 2000, 0, 1 << 20)
+}
+
+fn results(outcomes: &Outcomes) -> Vec<&'static str> {
+    outcomes.lock().unwrap().iter().map(|o| o.result).collect()
+}
+
+const BOUQUETS: &str = r#"{"bouquets": [["1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"userbouquet.favourites.tv\" ORDER BY bouquet", "Favourites (TV)"], ["1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"userbouquet.news.tv\" ORDER BY bouquet", "News &amp; Sport"]]}"#;
+
+#[test]
+fn chunked_gzip_answer_and_request_head() {
+    let server = Server::start(|_, _, s| {
+        let body = chunked(&gzip(BOUQUETS.as_bytes()), 7);
+        respond(
+            s,
+            "200 OK",
+            &[
+                ("Content-Type", "application/json; charset=UTF-8"),
+                ("Content-Encoding", "gzip"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+            &body,
+        );
+        // Keep the connection open: the chunked framing alone must end the answer.
+        thread::sleep(Duration::from_secs(3));
+    });
+    let (rx, outcomes) = client(&server);
+    let started = Instant::now();
+    let bouquets = smol::block_on(rx.bouquets()).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(bouquets.len(), 2);
+    assert_eq!(bouquets[1].name, "News & Sport");
+    assert_eq!(results(&outcomes), ["ok"]);
+    assert_eq!(outcomes.lock().unwrap()[0].endpoint, "bouquets");
+    let head = &server.requests()[0];
+    assert!(head.starts_with("GET /api/bouquets HTTP/1.1\r\n"), "{head}");
+    for want in [
+        format!("Host: {}\r\n", server.addr),
+        format!("User-Agent: xg2g/{}\r\n", env!("CARGO_PKG_VERSION")),
+        "Accept-Encoding: gzip\r\n".to_owned(),
+        "Connection: close\r\n".to_owned(),
+    ] {
+        assert!(head.contains(&want), "{want:?} missing in {head}");
+    }
+    assert!(!head.contains("Authorization"));
+}
+
+#[test]
+fn bare_newline_head_with_content_length_and_interim_answer() {
+    let about = r#"{"info": {"model": "dm920", "tuners": [{"name": "A"}, {"name": "B"}]}}"#;
+    let server = Server::start(move |_, _, s| {
+        let head = format!(
+            "HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {}\n\n",
+            about.len()
+        );
+        let _ = s.write_all(head.as_bytes());
+        let _ = s.write_all(about.as_bytes());
+        thread::sleep(Duration::from_secs(3));
+    });
+    let (rx, _) = client(&server);
+    let about = smol::block_on(rx.about()).unwrap();
+    assert_eq!(
+        about,
+        About {
+            model: "dm920".into(),
+            tuners: 2
+        }
+    );
+}
+
+#[test]
+fn close_delimited_answer() {
+    let server = Server::start(|_, _, s| {
+        let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n");
+        for piece in BOUQUETS.as_bytes().chunks(10) {
+            let _ = s.write_all(piece);
+            let _ = s.flush();
+        }
+    });
+    let (rx, _) = client(&server);
+    assert_eq!(smol::block_on(rx.bouquets()).unwrap().len(), 2);
+}
+
+#[test]
+fn latin1_bodies_declared_or_not() {
+    let body = b"{\"bouquets\": [[\"1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \\\"a.tv\\\" ORDER BY bouquet\", \"M\xfcnchen \x86Sport\x87\"]]}";
+    for declared in [true, false] {
+        let server = Server::start(move |_, _, s| {
+            let content_type = if declared {
+                "application/json; charset=ISO-8859-1"
+            } else {
+                "application/json"
+            };
+            let len = body.len().to_string();
+            respond(
+                s,
+                "200 OK",
+                &[("Content-Type", content_type), ("Content-Length", &len)],
+                body,
+            );
+        });
+        let (rx, _) = client(&server);
+        let bouquets = smol::block_on(rx.bouquets()).unwrap();
+        assert_eq!(bouquets[0].name, "München Sport", "declared={declared}");
+    }
+}
+
+#[test]
+fn answers_over_the_cap_fail_without_retry() {
+    let big = format!("{{\"bouquets\": [], \"pad\": \"{}\"}}", "x".repeat(5000));
+    let server = Server::start(move |i, _, s| match i {
+        // Declared too large: refused before reading.
+        0 => json_ok(s, &big),
+        // Chunked, no length: refused while reading.
+        1 => respond(
+            s,
+            "200 OK",
+            &[("Transfer-Encoding", "chunked")],
+            &chunked(big.as_bytes(), 100),
+        ),
+        // Small on the wire, large once decoded.
+        _ => {
+            let packed = gzip(big.as_bytes());
+            assert!(packed.len() < 1000);
+            let len = packed.len().to_string();
+            respond(
+                s,
+                "200 OK",
+                &[("Content-Encoding", "gzip"), ("Content-Length", &len)],
+                &packed,
+            );
+        }
+    });
+    let (rx, outcomes) = client_with(&server.base(), 2000, 2, 1000);
+    for _ in 0..3 {
+        let err = smol::block_on(rx.bouquets()).unwrap_err();
+        assert_eq!(err.kind(), "too_large", "{err}");
+        assert_eq!(
+            err.to_string(),
+            "GET /api/bouquets: answer larger than 1000 bytes"
+        );
+    }
+    assert_eq!(results(&outcomes), ["too_large"; 3]);
+}
+
+#[test]
+fn stalled_server_times_out_and_is_retried() {
+    let server = Server::start(|i, _, s| {
+        if i == 1 {
+            // The retry stalls in the middle of the body instead.
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"bou");
+        }
+        thread::sleep(Duration::from_secs(2));
+    });
+    let (rx, outcomes) = client_with(&server.base(), 200, 1, 1 << 20);
+    let started = Instant::now();
+    let err = smol::block_on(rx.bouquets()).unwrap_err();
+    assert_eq!(err.kind(), "timeout");
+    assert_eq!(err.to_string(), "GET /api/bouquets: timed out after 200ms");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert_eq!(results(&outcomes), ["timeout", "timeout"]);
+    assert!(outcomes.lock().unwrap()[0].seconds >= 0.2);
+}
+
+#[test]
+fn refused_connection_is_a_connect_error_retried_with_backoff() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (rx, outcomes) = client_with(&format!("http://127.0.0.1:{port}/owif"), 1000, 2, 1000);
+    let started = Instant::now();
+    let err = smol::block_on(rx.about()).unwrap_err();
+    assert_eq!(err.kind(), "connect");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "GET /owif/api/about: cannot connect to 127.0.0.1:{port}: "
+        )),
+        "{err}"
+    );
+    assert_eq!(results(&outcomes), ["connect"; 3]);
+    // 250 ms + 500 ms of backoff.
+    assert!(started.elapsed() >= Duration::from_millis(750));
+}
+
+#[test]
+fn server_error_then_success_is_retried() {
+    let server = Server::start(|i, _, s| {
+        if i == 0 {
+            respond(
+                s,
+                "500 Internal Server Error",
+                &[("Content-Length", "0")],
+                b"",
+            );
+        } else {
+            json_ok(s, BOUQUETS);
+        }
+    });
+    let (rx, outcomes) = client_with(&server.base(), 2000, 2, 1 << 20);
+    assert_eq!(smol::block_on(rx.bouquets()).unwrap().len(), 2);
+    assert_eq!(results(&outcomes), ["http_5xx", "ok"]);
+}
+
+#[test]
+fn client_errors_and_malformed_answers_are_not_retried() {
+    let server = Server::start(|i, _, s| match i {
+        0 => respond(s, "404 Not Found", &[("Content-Length", "0")], b""),
+        1 => json_ok(s, "{\"bouquets\": [}"),
+        2 => respond(s, "200 OK", &[("Content-Length", "100")], b"{\"bouquets\""),
+        3 => respond(
+            s,
+            "200 OK",
+            &[("Content-Encoding", "gzip"), ("Content-Length", "9")],
+            b"not gzip!",
+        ),
+        4 => respond(
+            s,
+            "200 OK",
+            &[("Transfer-Encoding", "chunked")],
+            b"zz\r\nabc\r\n0\r\n\r\n",
+        ),
+        _ => {
+            let mut head = "HTTP/1.1 200 OK\r\n".to_owned();
+            while head.len() < 20_000 {
+                head.push_str(&format!("X-Padding: {}\r\n", "a".repeat(1000)));
+            }
+            let _ = s.write_all(head.as_bytes());
+        }
+    });
+    let (rx, outcomes) = client_with(&server.base(), 2000, 3, 1 << 20);
+    let mut errors = Vec::new();
+    for _ in 0..6 {
+        errors.push(smol::block_on(rx.bouquets()).unwrap_err());
+    }
+    let kinds: Vec<_> = errors.iter().map(Error::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "http_4xx",
+            "malformed",
+            "io",
+            "malformed",
+            "malformed",
+            "malformed"
+        ]
+    );
+    assert_eq!(errors[0].to_string(), "GET /api/bouquets: HTTP 404");
+    assert_eq!(
+        errors[1].to_string(),
+        "GET /api/bouquets: malformed JSON at line 1 column 15: expected value"
+    );
+    assert!(errors[5].to_string().contains("16384"), "{}", errors[5]);
+    assert_eq!(results(&outcomes), kinds);
+}
+
+#[test]
+fn basic_auth_header_is_sent() {
+    let server = Server::start(|_, _, s| json_ok(s, BOUQUETS));
+    let cfg = ReceiverConfig {
+        base: server.base(),
+        user: Some("root".into()),
+        pass: Some("dreambox".into()),
+        timeout: Duration::from_secs(2),
+        retries: 0,
+        max_body_bytes: 1 << 20,
+    };
+    let rx = Receiver::new(cfg, Arc::new(|_: &RequestOutcome| {})).unwrap();
+    assert!(!format!("{rx:?}").contains("cm9vd"));
+    smol::block_on(rx.bouquets()).unwrap();
+    assert!(
+        server.requests()[0].contains("\r\nAuthorization: Basic cm9vdDpkcmVhbWJveA==\r\n"),
+        "{}",
+        server.requests()[0]
+    );
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let ok = ReceiverConfig {
+        base: "http://box".into(),
+        user: None,
+        pass: None,
+        timeout: Duration::from_secs(1),
+        retries: 0,
+        max_body_bytes: 1,
+    };
+    let observer: Observer = Arc::new(|_: &RequestOutcome| {});
+    assert!(Receiver::new(ok.clone(), observer.clone()).is_ok());
+    for bad in [
+        ReceiverConfig {
+            base: "https://box".into(),
+            ..ok.clone()
+        },
+        ReceiverConfig {
+            timeout: Duration::ZERO,
+            ..ok.clone()
+        },
+        ReceiverConfig {
+            max_body_bytes: 0,
+            ..ok.clone()
+        },
+    ] {
+        let err = Receiver::new(bad, observer.clone()).unwrap_err();
+        assert_eq!(err.kind(), "config");
+    }
+}
+
+fn bouquet_ref(file: &str) -> String {
+    format!("1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"{file}\" ORDER BY bouquet")
+}
+
+fn services_json(entries: &[(&str, &str)]) -> String {
+    let list: Vec<String> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (sref, name))| {
+            format!(
+                "{{\"servicereference\": {}, \"servicename\": {}, \"program\": 0, \"pos\": {i}}}",
+                serde_json::to_string(sref).unwrap(),
+                serde_json::to_string(name).unwrap()
+            )
+        })
+        .collect();
+    format!("{{\"pos\": 0, \"services\": [{}]}}", list.join(", "))
+}
+
+/// A bouquet server: `userbouquet.top.tv` holds a marker, a spacer, services, an
+/// alternatives group, and sub-bouquets that refer back to each other.
+fn bouquet_server() -> Server {
+    Server::start(|_, head, s| {
+        let sref = param(head, "sRef").unwrap_or_default();
+        let alt = "1:134:1:0:0:0:0:0:0:0:FROM BOUQUET \"alternatives.one.tv\" ORDER BY bouquet";
+        let entries: Vec<(String, &str)> = if sref == bouquet_ref("userbouquet.top.tv") {
+            vec![
+                ("1:64:1:0:0:0:0:0:0:0::Section".into(), "Section"),
+                (
+                    "1:0:19:A:1:1:C00000:0:0:0:".into(),
+                    "\u{86}Channel&amp;amp;A\u{87}",
+                ),
+                ("1:832:D:0:0:0:0:0:0:0:".into(), ""),
+                (bouquet_ref("subbouquet.one.tv"), "Sub one"),
+                (alt.into(), "Alt"),
+                ("1:0:19:D:1:1:C00000:0:0:0:".into(), "D"),
+            ]
+        } else if sref == bouquet_ref("subbouquet.one.tv") {
+            vec![
+                ("1:0:19:B:1:1:C00000:0:0:0:".into(), "B"),
+                (bouquet_ref("subbouquet.two.tv"), "Sub two"),
+                ("1:0:19:C:1:1:C00000:0:0:0:".into(), ""),
+            ]
+        } else if sref == bouquet_ref("subbouquet.two.tv") {
+            vec![
+                (bouquet_ref("userbouquet.top.tv"), "cycle to top"),
+                (bouquet_ref("subbouquet.one.tv"), "cycle to one"),
+                ("1:0:2:E:1:1:C00000:0:0:0:".into(), "Radio E"),
+            ]
+        } else if let Some(n) = sref
+            .split("\"deep.")
+            .nth(1)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            let sub = bouquet_ref(&format!("deep.{}.tv", n + 1));
+            vec![
+                (format!("1:0:19:{n:X}:1:1:C00000:0:0:0:"), "level"),
+                (sub, "deeper"),
+            ]
+        } else {
+            respond(s, "404 Not Found", &[("Content-Length", "0")], b"");
+            return;
+        };
+        let entries: Vec<(&str, &str)> = entries.iter().map(|(r, n)| (r.as_str(), *n)).collect();
+        json_ok(s, &services_json(&entries));
+    })
+}
+
+#[test]
+fn bouquet_content_skips_markers_expands_sub_bouquets_and_survives_cycles() {
+    let server = bouquet_server();
+    let (rx, outcomes) = client(&server);
+    let top = Bouquet {
+        sref: bouquet_ref("userbouquet.top.tv"),
+        name: "Top".into(),
+    };
+    let content = smol::block_on(rx.bouquet_content(&top)).unwrap();
+    let names: Vec<&str> = content.channels.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Channel&amp;A",
+            "B",
+            "Radio E",
+            "1:0:19:C:1:1:C00000:0:0:0:",
+            "Alt",
+            "D"
+        ]
+    );
+    assert!(content.channels.iter().all(|c| c.group == "Top"));
+    assert_eq!(
+        content.channels[4].sref,
+        "1:134:1:0:0:0:0:0:0:0:FROM BOUQUET \"alternatives.one.tv\" ORDER BY bouquet"
+    );
+    assert_eq!(
+        content.epg_refs,
+        [
+            bouquet_ref("userbouquet.top.tv"),
+            bouquet_ref("subbouquet.one.tv"),
+            bouquet_ref("subbouquet.two.tv")
+        ]
+    );
+    assert_eq!(results(&outcomes), ["ok"; 3]);
+    assert!(
+        outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|o| o.endpoint == "services")
+    );
+    // The ref travels percent-encoded.
+    assert!(
+        server.requests()[0].starts_with(
+            "GET /api/getservices?sRef=1:7:1:0:0:0:0:0:0:0:FROM%20BOUQUET%20%22userbouquet.top.tv%22%20ORDER%20BY%20bouquet HTTP/1.1"
+        ),
+        "{}",
+        server.requests()[0]
+    );
+    assert_eq!(smol::block_on(rx.channels(&top)).unwrap(), content.channels);
+}
+
+#[test]
+fn nesting_stops_at_the_depth_limit() {
+    let server = bouquet_server();
+    let (rx, _) = client(&server);
+    let top = Bouquet {
+        sref: bouquet_ref("deep.0.tv"),
+        name: "Deep".into(),
+    };
+    let content = smol::block_on(rx.bouquet_content(&top)).unwrap();
+    assert_eq!(content.channels.len(), MAX_NESTING + 1);
+    assert_eq!(content.epg_refs.len(), MAX_NESTING + 1);
+    assert_eq!(server.requests().len(), MAX_NESTING + 1);
+}
+
+fn event_json(i: u64, sref: &str) -> String {
+    format!(
+        "{{\"id\": {i}, \"sref\": \"{sref}\", \"sname\": \"Chan\", \"title\": \"Show {i}\", \
+         \"shortdesc\": \"short\", \"longdesc\": \"long\\u008atext\", \"begin_timestamp\": {}, \
+         \"duration_sec\": 1800, \"genre\": \"News\", \"genreid\": 32, \"now_timestamp\": 0}}",
+        1_700_000_000 + i * 1800
+    )
+}
+
+#[test]
+fn epg_events_stream_one_by_one() {
+    let server = Server::start(|_, _, s| {
+        let mut body = String::from("{\"result\": true, \"events\": [");
+        for i in 0..50u64 {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&event_json(i, "1:0:19:A:1:1:C00000:0:0:0:"));
+        }
+        // Bad entries in between: tolerated.
+        body.push_str(", {\"title\": \"x\"}, null, {\"sref\": \"s\", \"title\": \"&#x41;&amp;amp;\", \"begin_timestamp\": \"5\", \"duration_sec\": \"0\"}");
+        body.push_str("]}");
+        let packed = chunked(&gzip(body.as_bytes()), 333);
+        respond(
+            s,
+            "200 OK",
+            &[
+                ("Content-Encoding", "gzip"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+            &packed,
+        );
+    });
+    let (rx, outcomes) = client(&server);
+    let bref = bouquet_ref("userbouquet.top.tv");
+    // The callback is handed back when the answer is complete.
+    let mut titles = Vec::new();
+    let mut sink = smol::block_on(rx.epg_bouquet(
+        &bref,
+        1_700_000_000,
+        1_700_000_000 + 7 * 86400,
+        move |e: Event| titles.push(e.title),
+    ))
+    .unwrap();
+    sink(Event {
+        sref: String::new(),
+        start: 1,
+        duration: 1,
+        title: "after".into(),
+        short_desc: String::new(),
+        long_desc: String::new(),
+        genre: None,
+    });
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    let sink = smol::block_on(rx.epg_bouquet(&bref, 10, 100, move |e: Event| {
+        if e.sref == "s" {
+            assert_eq!((e.title.as_str(), e.start, e.duration), ("A&amp;", 5, 1800));
+        } else {
+            assert_eq!(e.long_desc, "long\ntext");
+        }
+        counter.fetch_add(1, Ordering::SeqCst);
+    }))
+    .unwrap();
+    drop(sink);
+    assert_eq!(count.load(Ordering::SeqCst), 51);
+    assert_eq!(results(&outcomes), ["ok", "ok"]);
+    assert!(
+        outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|o| o.endpoint == "epgbouquet")
+    );
+    let head = &server.requests()[0];
+    assert_eq!(param(head, "bRef").as_deref(), Some(bref.as_str()));
+    assert_eq!(param(head, "time").as_deref(), Some("1700000000"));
+    assert_eq!(param(head, "endTime").as_deref(), Some("10080"));
+    assert_eq!(
+        param(&server.requests()[1], "endTime").as_deref(),
+        Some("2")
+    );
+}
+
+#[test]
+fn epg_is_not_retried_once_events_were_delivered() {
+    let server = Server::start(|_, _, s| {
+        let mut body = String::from("{\"events\": [");
+        body.push_str(&event_json(1, "1:0:19:A:1:1:C00000:0:0:0:"));
+        body.push(',');
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+        let _ = s.write_all(body.as_bytes());
+        thread::sleep(Duration::from_secs(2));
+    });
+    let (rx, outcomes) = client_with(&server.base(), 300, 3, 1 << 20);
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    let Err(err) = smol::block_on(rx.epg_bouquet("b", 0, 60, move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })) else {
+        panic!("a stalled answer must fail");
+    };
+    assert_eq!(err.kind(), "timeout");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert_eq!(results(&outcomes), ["timeout"]);
+}
+
+#[test]
+fn epg_service_collects_and_fills_in_the_ref() {
+    let server = Server::start(|_, _, s| {
+        json_ok(
+            s,
+            r#"{"events": [
+                {"title": "Caf\u00e9 &amp;amp; Bar\u0086!", "begin_timestamp": 100, "duration_sec": 60,
+                 "longdesc": "a\u008a\u008a\u008a\u008ab &lt;i&gt;", "shortdesc": "&#39;quoted&#39;"},
+                {"title": "N/A", "begin_timestamp": 0}
+            ], "result": true}"#,
+        )
+    });
+    let (rx, outcomes) = client(&server);
+    let sref = "1:0:19:283d:3fb:1:c00000:0:0:0:";
+    let events = smol::block_on(rx.epg_service(sref, 0, 3600)).unwrap();
+    assert_eq!(
+        events,
+        [Event {
+            sref: sref.into(),
+            start: 100,
+            duration: 60,
+            title: "Café &amp; Bar!".into(),
+            short_desc: "'quoted'".into(),
+            long_desc: "a\n\nb <i>".into(),
+            genre: None,
+        }]
+    );
+    assert_eq!(outcomes.lock().unwrap()[0].endpoint, "epgservice");
+    let head = &server.requests()[0];
+    assert!(
+        target(head)
+            .starts_with("/api/epgservice?sRef=1:0:19:283d:3fb:1:c00000:0:0:0:&time=0&endTime=60"),
+        "{head}"
+    );
+}
+
+#[test]
+fn big_epg_streams_with_bounded_memory() {
+    const EVENTS: u64 = 200_000;
+    let progress = Arc::new(AtomicU64::new(0));
+    let streamed = Arc::new(AtomicBool::new(false));
+    let (server_progress, server_streamed) = (progress.clone(), streamed.clone());
+    let server = Server::start(move |_, _, s| {
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        let mut chunk = String::from("{\"result\": true, \"events\": [");
+        for i in 0..EVENTS {
+            if i > 0 {
+                chunk.push(',');
+            }
+            chunk.push_str(&event_json(i, "1:0:19:A:1:1:C00000:0:0:0:"));
+            if chunk.len() > 32 * 1024 {
+                let _ = write!(s, "{:x}\r\n{chunk}\r\n", chunk.len());
+                chunk.clear();
+            }
+            if i == EVENTS / 2 {
+                // Hold the second half back until the client has parsed events from
+                // the first: proof that it parses while the answer is still arriving.
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while server_progress.load(Ordering::SeqCst) < 1000 && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                server_streamed.store(
+                    server_progress.load(Ordering::SeqCst) >= 1000,
+                    Ordering::SeqCst,
+                );
+            }
+        }
+        chunk.push_str("]}");
+        let _ = write!(s, "{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len());
+    });
+    // The whole answer (~60 MB) is far above the per-request chunk budget; the cap is
+    // set above it so only streaming keeps memory bounded.
+    let (rx, outcomes) = client_with(&server.base(), 30_000, 0, 1 << 30);
+    let counter = progress.clone();
+    let mut last_start = 0i64;
+    let started = Instant::now();
+    let _sink = smol::block_on(rx.epg_bouquet("b", 0, 86400, move |e| {
+        assert!(e.start > last_start);
+        last_start = e.start;
+        counter.fetch_add(1, Ordering::SeqCst);
+    }))
+    .unwrap();
+    assert_eq!(progress.load(Ordering::SeqCst), EVENTS);
+    assert!(
+        streamed.load(Ordering::SeqCst),
+        "events were not parsed while arriving"
+    );
+    assert_eq!(results(&outcomes), ["ok"]);
+    eprintln!("200k events in {:?}", started.elapsed());
+}
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn request_futures_can_run_on_a_multi_threaded_executor() {
+    let (rx, _) = client_with("http://127.0.0.1:1", 100, 0, 1);
+    let bouquet = Bouquet {
+        sref: "b".into(),
+        name: "B".into(),
+    };
+    assert_send(&rx.about());
+    assert_send(&rx.bouquets());
+    assert_send(&rx.channels(&bouquet));
+    assert_send(&rx.bouquet_content(&bouquet));
+    assert_send(&rx.epg_bouquet("b", 0, 1, |_| {}));
+    assert_send(&rx.epg_service("s", 0, 1));
+    let clone = rx.clone();
+    assert_eq!(clone.origin().authority(), "127.0.0.1:1");
+}
