@@ -1,1 +1,433 @@
-fn main() {}
+//! The `xg2g` command: the daemon, `check-config`, `demo` and the simulated receiver.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use async_signal::{Signal, Signals};
+use smol::Executor;
+use smol::Task;
+use smol::stream::StreamExt;
+
+use xg2g::config::Settings;
+use xg2g::http::routes::{App, Router, Routes};
+use xg2g::http::{self, ServerLimits, ServerStats};
+use xg2g::metrics::Metrics;
+use xg2g::refresh::Refresher;
+use xg2g::sim::{Fault, SimConfig, Simulator};
+
+const USAGE: &str = "\
+usage: xg2g [--config FILE] [serve]     run the daemon (settings: XG2G_* environment)
+       xg2g [--config FILE] check-config  validate and print the effective settings
+       xg2g [--config FILE] demo          run a simulated receiver and the daemon on it
+       xg2g sim [--listen ADDR] [--stream-listen ADDR] [--channels N] [--days N]
+                [--events-per-day N] [--fault MODE] [--latin1]
+                                          run only the simulated receiver
+       xg2g --version | --help";
+
+/// Executor threads: few, because nothing on them blocks.
+const CORE_THREADS: usize = 2;
+
+enum Command {
+    Serve,
+    CheckConfig,
+    Demo,
+    Sim(SimArgs),
+    Version,
+    Help,
+}
+
+struct SimArgs {
+    listen: SocketAddr,
+    stream_listen: SocketAddr,
+    config: SimConfig,
+}
+
+struct Cli {
+    config: Option<PathBuf>,
+    command: Command,
+}
+
+fn parse_cli() -> Result<Cli, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let mut config = None;
+    let mut command: Option<Command> = None;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("config") | Short('c') => {
+                config = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?));
+            }
+            Long("version") | Short('V') => command = Some(Command::Version),
+            Long("help") | Short('h') => command = Some(Command::Help),
+            Value(v) if command.is_none() => {
+                let word = v.to_string_lossy().into_owned();
+                command = Some(match word.as_str() {
+                    "serve" => Command::Serve,
+                    "check-config" => Command::CheckConfig,
+                    "demo" => Command::Demo,
+                    "sim" => Command::Sim(parse_sim_args(&mut parser)?),
+                    other => return Err(format!("unknown command {other:?}")),
+                });
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(Cli {
+        config,
+        command: command.unwrap_or(Command::Serve),
+    })
+}
+
+fn parse_sim_args(parser: &mut lexopt::Parser) -> Result<SimArgs, String> {
+    use lexopt::prelude::*;
+    let mut args = SimArgs {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        stream_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        config: SimConfig::default(),
+    };
+    fn value<T: std::str::FromStr>(p: &mut lexopt::Parser, name: &str) -> Result<T, String> {
+        let raw = p.value().map_err(|e| e.to_string())?;
+        let text = raw.to_string_lossy();
+        text.parse()
+            .map_err(|_| format!("--{name}: invalid value {text:?}"))
+    }
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("listen") => args.listen = value(parser, "listen")?,
+            Long("stream-listen") => args.stream_listen = value(parser, "stream-listen")?,
+            Long("channels") => args.config.channels = value(parser, "channels")?,
+            Long("days") => args.config.days = value(parser, "days")?,
+            Long("events-per-day") => args.config.events_per_day = value(parser, "events-per-day")?,
+            Long("fault") => {
+                let text: String = value(parser, "fault")?;
+                args.config.fault = text.parse::<Fault>().map_err(|e| format!("--fault: {e}"))?;
+            }
+            Long("latin1") => args.config.latin1 = true,
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    // The blocking pool (file reads/writes, EPG parsing) must stay small on a set-top box.
+    if std::env::var_os("BLOCKING_MAX_THREADS").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("BLOCKING_MAX_THREADS", "8") };
+    }
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("xg2g: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Version => {
+            println!("xg2g {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig => match Settings::from_process(cli.config.as_deref()) {
+            Ok(settings) => {
+                print!("{}", settings.describe());
+                println!("# configuration ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(e),
+        },
+        Command::Serve => match Settings::from_process(cli.config.as_deref()) {
+            Ok(settings) => {
+                init_logging(&settings.log_level);
+                finish(run_core(|ex| daemon(Arc::new(settings), ex)))
+            }
+            Err(e) => config_error(e),
+        },
+        Command::Demo => {
+            let config = cli.config;
+            init_logging("info");
+            finish(run_core(move |ex| demo(config, ex)))
+        }
+        Command::Sim(args) => {
+            init_logging("info");
+            finish(run_core(move |ex| sim(args, ex)))
+        }
+    }
+}
+
+fn config_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("xg2g: configuration error: {e}");
+    ExitCode::from(2)
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("event=fatal error=\"{e:#}\"");
+            eprintln!("xg2g: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(default_level: &str) {
+    let env = env_logger::Env::default().default_filter_or(default_level);
+    env_logger::Builder::from_env(env)
+        .format_timestamp(None)
+        .init();
+}
+
+/// Runs `main_task` on a small executor: the calling thread plus `CORE_THREADS - 1`.
+fn run_core<F, Fut>(main_task: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Arc<Executor<'static>>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let ex = Arc::new(Executor::new());
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let mut threads = Vec::new();
+    for i in 1..CORE_THREADS {
+        let (ex, stop_rx) = (ex.clone(), stop_rx.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("xg2g-core-{i}"))
+                .spawn(move || smol::block_on(ex.run(stop_rx.recv())))
+                .context("starting an executor thread")?,
+        );
+    }
+    let result = smol::block_on(ex.run(main_task(ex.clone())));
+    drop(stop_tx);
+    for t in threads {
+        let _ = t.join();
+    }
+    result
+}
+
+/// Tasks started in order; stopped in reverse order on shutdown.
+struct Lifecycle {
+    started: Vec<(&'static str, Task<()>)>,
+}
+
+impl Lifecycle {
+    fn start(
+        &mut self,
+        ex: &Executor<'static>,
+        name: &'static str,
+        fut: impl Future<Output = ()> + Send + 'static,
+    ) {
+        log::debug!("event=start part={name}");
+        self.started.push((name, ex.spawn(fut)));
+    }
+
+    async fn stop(mut self) {
+        while let Some((name, task)) = self.started.pop() {
+            task.cancel().await;
+            log::debug!("event=stopped part={name}");
+        }
+    }
+}
+
+/// Starts the daemon on `settings` and runs until SIGTERM/SIGINT.
+async fn daemon(settings: Arc<Settings>, ex: Arc<Executor<'static>>) -> anyhow::Result<()> {
+    let mut life = Lifecycle {
+        started: Vec::new(),
+    };
+    let (shutdown_tx, shutdown_rx) = smol::channel::bounded::<()>(1);
+    let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])
+        .context("installing signal handlers")?;
+    let refresher = start_daemon(&settings, &ex, &mut life, shutdown_rx).await?;
+    wait_for_stop(signals, &refresher).await;
+    log::info!("event=shutdown");
+    drop(shutdown_tx); // servers stop accepting, open connections are cut
+    life.stop().await;
+    Ok(())
+}
+
+async fn start_daemon(
+    settings: &Arc<Settings>,
+    ex: &Arc<Executor<'static>>,
+    life: &mut Lifecycle,
+    shutdown: http::ShutdownSignal,
+) -> anyhow::Result<Arc<Refresher>> {
+    let dir = settings.data_dir.clone();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the data folder {}", dir.display()))?;
+    xg2g::guide::remove_stale_temp_files(&dir);
+
+    let server_stats = ServerStats::default();
+    let metrics = Arc::new(Metrics::new(&server_stats));
+    let refresher = Refresher::new(settings.clone(), metrics.clone(), ex.clone())
+        .context("setting up the receiver client")?;
+    let app = Arc::new(App {
+        settings: settings.clone(),
+        refresher: refresher.clone(),
+        metrics,
+        started: Instant::now(),
+    });
+    let limits = ServerLimits {
+        max_connections: settings.http_max_connections,
+        header_timeout: settings.http_header_timeout,
+        idle_timeout: settings.http_idle_timeout,
+        write_timeout: settings.http_write_timeout,
+        max_header_bytes: settings.http_max_header_bytes,
+        max_body_bytes: 64 * 1024,
+    };
+
+    let listener =
+        http::bind(settings.listen).with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.get_ref().local_addr()?;
+    log::info!("event=listening addr={addr} data={}", dir.display());
+    let router = Arc::new(Router::new(
+        app.clone(),
+        Routes::Main {
+            metrics: settings.metrics_listen.is_none(),
+        },
+    ));
+    life.start(
+        ex,
+        "http",
+        http::serve(
+            listener,
+            limits.clone(),
+            router,
+            ex.clone(),
+            server_stats,
+            shutdown.clone(),
+        ),
+    );
+    if let Some(maddr) = settings.metrics_listen {
+        let listener =
+            http::bind(maddr).with_context(|| format!("listening for metrics on {maddr}"))?;
+        log::info!(
+            "event=listening_metrics addr={}",
+            listener.get_ref().local_addr()?
+        );
+        let router = Arc::new(Router::new(app.clone(), Routes::MetricsOnly));
+        life.start(
+            ex,
+            "metrics-http",
+            http::serve(
+                listener,
+                limits,
+                router,
+                ex.clone(),
+                ServerStats::default(),
+                shutdown,
+            ),
+        );
+    }
+    life.start(ex, "refresh", refresher.clone().run());
+    Ok(refresher)
+}
+
+/// Waits for SIGTERM/SIGINT. SIGHUP (reload) triggers a refresh: until settings can be
+/// reloaded, fresh files are what a user sending it wants.
+async fn wait_for_stop(mut signals: Signals, refresher: &Refresher) {
+    while let Some(signal) = signals.next().await {
+        match signal {
+            Ok(Signal::Hup) => {
+                log::info!("event=sighup action=refresh");
+                refresher.trigger();
+            }
+            Ok(_) => return,
+            Err(e) => log::warn!("event=signal_error error=\"{e}\""),
+        }
+    }
+}
+
+/// `xg2g demo`: a simulated receiver on loopback and the daemon wired to it.
+async fn demo(config: Option<PathBuf>, ex: Arc<Executor<'static>>) -> anyhow::Result<()> {
+    let (sim_stop_tx, sim_stop_rx) = smol::channel::bounded::<()>(1);
+    let sim = new_simulator(SimConfig::default()).await;
+    let (api, stream) = start_sim(&sim, &ex, sim_stop_rx, localhost(0), localhost(0))?;
+    let data = std::env::temp_dir().join("xg2g-demo");
+    let mut overrides: HashMap<&str, String> = HashMap::new();
+    overrides.insert("XG2G_OWI_BASE", format!("http://{api}"));
+    overrides.insert("XG2G_STREAM_PORT", stream.port().to_string());
+    let env = |key: &str| {
+        overrides
+            .get(key)
+            .cloned()
+            .or_else(|| std::env::var(key).ok())
+            .or_else(|| match key {
+                "XG2G_LISTEN" => Some("127.0.0.1:8080".into()),
+                "XG2G_DATA" => Some(data.display().to_string()),
+                _ => None,
+            })
+    };
+    let settings = Settings::load(config.as_deref(), &env).context("demo settings")?;
+    let port = settings.listen.port();
+    println!(
+        "xg2g demo: simulated receiver at http://{api}\n  playlist: http://127.0.0.1:{port}/playlist.m3u\n  guide:    http://127.0.0.1:{port}/xmltv.xml\n  status:   http://127.0.0.1:{port}/api/v1/status\nPress Ctrl-C to stop."
+    );
+    let result = daemon(Arc::new(settings), ex).await;
+    drop(sim_stop_tx);
+    result
+}
+
+/// `xg2g sim`: only the simulated receiver; prints its addresses on stdout.
+async fn sim(args: SimArgs, ex: Arc<Executor<'static>>) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let sim = new_simulator(args.config).await;
+    let (api, stream) = start_sim(&sim, &ex, stop_rx, args.listen, args.stream_listen)?;
+    println!("sim api=http://{api} stream={stream}");
+    let mut signals =
+        Signals::new([Signal::Term, Signal::Int]).context("installing signal handlers")?;
+    let _ = signals.next().await;
+    drop(stop_tx);
+    Ok(())
+}
+
+/// A simulator streaming a clip made by ffmpeg when it is installed (cached in the temp
+/// folder), else the small clip built into the binary.
+async fn new_simulator(config: SimConfig) -> Simulator {
+    let cache = std::env::temp_dir().join("xg2g-sim");
+    let clip = smol::unblock(move || xg2g::sim::load_clip(&cache)).await;
+    Simulator::with_clip(config, clip)
+}
+
+fn start_sim(
+    sim: &Simulator,
+    ex: &Arc<Executor<'static>>,
+    stop: http::ShutdownSignal,
+    api_addr: SocketAddr,
+    stream_addr: SocketAddr,
+) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+    let api = http::bind(api_addr).with_context(|| format!("sim listening on {api_addr}"))?;
+    let stream =
+        http::bind(stream_addr).with_context(|| format!("sim listening on {stream_addr}"))?;
+    let addrs = (api.get_ref().local_addr()?, stream.get_ref().local_addr()?);
+    let limits = ServerLimits::default();
+    ex.spawn(http::serve(
+        api,
+        limits.clone(),
+        Arc::new(sim.api_handler()),
+        ex.clone(),
+        ServerStats::default(),
+        stop.clone(),
+    ))
+    .detach();
+    ex.spawn(http::serve(
+        stream,
+        limits,
+        Arc::new(sim.stream_handler()),
+        ex.clone(),
+        ServerStats::default(),
+        stop,
+    ))
+    .detach();
+    Ok(addrs)
+}
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}

@@ -1,1 +1,251 @@
-//! The metrics registry and the metric families.
+//! The metrics registry and the metric families, served as Prometheus text.
+//!
+//! Rules: every name starts with `xg2g_`, uses base units and `_total` for counters;
+//! the output must pass `promtool check metrics` (prometheus-client writes OpenMetrics,
+//! which Debian's promtool rejects for counters, so `encode` rewrites those lines).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::http::ServerStats;
+
+/// Labels of receiver request outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabels {
+    /// `bouquets`, `services`, `epgbouquet`, `epgservice`, `about`.
+    pub endpoint: String,
+    /// `ok` or an error kind (`timeout`, `connect`, `http_5xx`, …).
+    pub result: String,
+}
+
+/// Labels of HTTP requests we served.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route name (not the raw path: bounded cardinality).
+    pub route: String,
+    /// Status code.
+    pub status: String,
+}
+
+/// Label of refresh outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `error`.
+    pub result: String,
+}
+
+/// Label holding the version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+/// All metric families of the daemon. Cheap handles: clone the fields you need.
+pub struct Metrics {
+    registry: Registry,
+    /// Refresh wall time.
+    pub refresh_duration: Histogram,
+    /// Refreshes by result.
+    pub refreshes: Family<ResultLabel, Counter>,
+    /// Unix time of the last successful refresh.
+    pub last_success: Gauge<f64, AtomicU64>,
+    /// Channels in the current playlist.
+    pub channels: Gauge,
+    /// Programmes in the current guide.
+    pub programmes: Gauge,
+    /// Receiver requests by endpoint and result.
+    pub receiver_requests: Family<ReceiverLabels, Counter>,
+    /// Receiver request duration.
+    pub receiver_duration: Histogram,
+    /// HTTP requests served by route and status.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Resident memory of this process, sampled at scrape time.
+    rss: Gauge,
+}
+
+impl Metrics {
+    /// Builds the registry; `server` are the main listener's counters.
+    pub fn new(server: &ServerStats) -> Metrics {
+        let mut registry = Registry::with_prefix("xg2g");
+        let refresh_duration = Histogram::new(
+            [
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ]
+            .into_iter(),
+        );
+        let refreshes = Family::<ResultLabel, Counter>::default();
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        let channels = Gauge::default();
+        let programmes = Gauge::default();
+        let receiver_requests = Family::<ReceiverLabels, Counter>::default();
+        let receiver_duration =
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter());
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let rss = Gauge::default();
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+
+        registry.register(
+            "refresh_duration_seconds",
+            "Wall time of guide refreshes",
+            refresh_duration.clone(),
+        );
+        registry.register("refreshes", "Guide refreshes by result", refreshes.clone());
+        registry.register(
+            "last_refresh_success_timestamp_seconds",
+            "Unix time of the last successful refresh",
+            last_success.clone(),
+        );
+        registry.register("channels", "Channels in the playlist", channels.clone());
+        registry.register("programmes", "Programmes in the guide", programmes.clone());
+        registry.register(
+            "receiver_requests",
+            "Receiver (OpenWebIF) requests by endpoint and result",
+            receiver_requests.clone(),
+        );
+        registry.register(
+            "receiver_request_duration_seconds",
+            "Receiver request duration",
+            receiver_duration.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests served by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_connections_accepted",
+            "Client connections accepted",
+            server.accepted.clone(),
+        );
+        registry.register(
+            "http_connections_rejected",
+            "Client connections refused because the connection cap was reached",
+            server.rejected.clone(),
+        );
+        registry.register(
+            "http_accept_errors",
+            "Failed accept() calls (e.g. out of file descriptors)",
+            server.accept_errors.clone(),
+        );
+        registry.register(
+            "http_timeouts",
+            "Client connections closed by a header, idle or write timeout",
+            server.timeouts.clone(),
+        );
+        registry.register(
+            "http_connections_open",
+            "Client connections open now",
+            server.open.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the daemon",
+            rss.clone(),
+        );
+        registry.register("build_info", "Version of the running daemon", build_info);
+        Metrics {
+            registry,
+            refresh_duration,
+            refreshes,
+            last_success,
+            channels,
+            programmes,
+            receiver_requests,
+            receiver_duration,
+            http_requests,
+            rss,
+        }
+    }
+
+    /// Counts one HTTP request.
+    pub fn count_http(&self, route: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// Prometheus text exposition (format 0.0.4), accepted by `promtool check metrics`.
+    pub fn encode(&self) -> String {
+        if let Some(bytes) = resident_memory_bytes() {
+            self.rss.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        let mut open_metrics = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut open_metrics, &self.registry)
+            .is_err()
+        {
+            return String::new();
+        }
+        to_prometheus_text(&open_metrics)
+    }
+}
+
+/// Rewrites OpenMetrics counter descriptors (`# TYPE x counter` with samples `x_total`)
+/// to the Prometheus text form (`# TYPE x_total counter`), and drops `# EOF`.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let mut counters: Vec<&str> = Vec::new();
+    for line in open_metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.push(name);
+            }
+        }
+    }
+    let mut out = String::with_capacity(open_metrics.len() + counters.len() * 16);
+    for line in open_metrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Resident set size from `/proc/self/status` (Linux; no page-size guess); `None` elsewhere.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_described_under_their_sample_name() {
+        let m = Metrics::new(&ServerStats::default());
+        m.count_http("playlist", 200);
+        let text = m.encode();
+        assert!(text.contains("# TYPE xg2g_http_requests_total counter"));
+        assert!(text.contains("# HELP xg2g_http_requests_total "));
+        assert!(text.contains("xg2g_http_requests_total{route=\"playlist\",status=\"200\"} 1"));
+        assert!(!text.contains("# EOF"));
+        assert!(text.contains("xg2g_build_info{version="));
+    }
+}

@@ -1,1 +1,590 @@
-//! The refresh job: receiver → guide files.
+//! The refresh job: pulls bouquets, channels and EPG from the receiver and writes the
+//! playlist and guide through `guide`.
+//!
+//! Rules: one refresh at a time; triggers while one runs coalesce into at most one more;
+//! a failed refresh leaves the last good files untouched and says why in the status,
+//! the log and the metrics; the EPG streams from the receiver to the spool file without
+//! ever being held whole in memory.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_io::Timer;
+use smol::Executor;
+use smol::channel::{Receiver as ChannelRx, Sender, TrySendError};
+use smol::future::FutureExt;
+
+use crate::config::{EpgSource, Settings};
+use crate::guide::{ChannelEntry, GuideWriter};
+use crate::http::percent_encode;
+use crate::metrics::{Metrics, ReceiverLabels, ResultLabel};
+use crate::receiver::{self, Bouquet, Channel, Event, Receiver, ReceiverConfig, RequestOutcome};
+
+/// Why a refresh failed (the old files are still being served).
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// A receiver request failed.
+    #[error("receiver: {0}")]
+    Receiver(#[from] receiver::Error),
+    /// A configured bouquet is not on the receiver.
+    #[error("bouquet {wanted:?} not found on the receiver (it has: {available})")]
+    UnknownBouquet {
+        /// The configured name or ref.
+        wanted: String,
+        /// What the receiver offers.
+        available: String,
+    },
+    /// The selected bouquets hold no channels: refuse to replace a good playlist with an empty one.
+    #[error("the selected bouquets contain no channels")]
+    NoChannels,
+    /// Writing the files failed.
+    #[error("writing files: {0}")]
+    Io(#[from] std::io::Error),
+    /// A blocking worker went away (it panicked or was cancelled).
+    #[error("internal: {0}")]
+    Internal(&'static str),
+}
+
+/// What the last refreshes did; a snapshot is served as `/api/v1/status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RefreshStatus {
+    /// A refresh is running now.
+    pub running: bool,
+    /// Refreshes finished since start (ok or not).
+    pub completed: u64,
+    /// Unix time the last refresh started.
+    pub last_attempt: Option<i64>,
+    /// Unix time the last successful refresh finished.
+    pub last_success: Option<i64>,
+    /// `ok` or `error` for the last finished refresh.
+    pub last_result: Option<&'static str>,
+    /// Why the last refresh failed (cleared by a success).
+    pub last_error: Option<String>,
+    /// Wall time of the last finished refresh.
+    pub last_duration_seconds: Option<f64>,
+    /// Channels in the served playlist.
+    pub channels: usize,
+    /// Programmes in the served guide.
+    pub programmes: u64,
+    /// Whether the last refresh reached the receiver.
+    pub receiver_reachable: Option<bool>,
+    /// Receiver model from `/api/about`.
+    pub receiver_model: Option<String>,
+    /// Tuner count from `/api/about`.
+    pub receiver_tuners: Option<u32>,
+}
+
+/// What a trigger did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triggered {
+    /// A refresh will start (now, or right after the running one).
+    Queued,
+    /// One was already waiting: this trigger coalesced into it.
+    Coalesced,
+}
+
+/// Runs refreshes on schedule and on demand; shared by the router and `main`.
+pub struct Refresher {
+    settings: Arc<Settings>,
+    receiver: Receiver,
+    metrics: Arc<Metrics>,
+    ex: Arc<Executor<'static>>,
+    status: Mutex<RefreshStatus>,
+    trigger_tx: Sender<()>,
+    trigger_rx: ChannelRx<()>,
+}
+
+impl Refresher {
+    /// Builds the refresher and its receiver client.
+    pub fn new(
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+        ex: Arc<Executor<'static>>,
+    ) -> Result<Arc<Refresher>, receiver::Error> {
+        let observe_metrics = metrics.clone();
+        let observe = Arc::new(move |o: &RequestOutcome| {
+            observe_metrics
+                .receiver_requests
+                .get_or_create(&ReceiverLabels {
+                    endpoint: o.endpoint.to_string(),
+                    result: o.result.to_string(),
+                })
+                .inc();
+            observe_metrics.receiver_duration.observe(o.seconds);
+        });
+        let receiver = Receiver::new(ReceiverConfig::from_settings(&settings), observe)?;
+        let (trigger_tx, trigger_rx) = smol::channel::bounded(1);
+        Ok(Arc::new(Refresher {
+            settings,
+            receiver,
+            metrics,
+            ex,
+            status: Mutex::new(RefreshStatus::default()),
+            trigger_tx,
+            trigger_rx,
+        }))
+    }
+
+    /// Asks for a refresh; never blocks, coalesces with one already waiting.
+    pub fn trigger(&self) -> Triggered {
+        match self.trigger_tx.try_send(()) {
+            Ok(()) => Triggered::Queued,
+            Err(TrySendError::Full(())) | Err(TrySendError::Closed(())) => Triggered::Coalesced,
+        }
+    }
+
+    /// A snapshot of the status.
+    pub fn status(&self) -> RefreshStatus {
+        self.lock_status().clone()
+    }
+
+    fn lock_status(&self) -> MutexGuard<'_, RefreshStatus> {
+        // A panic while holding the lock cannot leave the status inconsistent in a way
+        // that matters (plain fields), so keep serving it.
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs forever: a refresh at start (if configured), then every interval and on
+    /// every trigger.
+    pub async fn run(self: Arc<Self>) {
+        if self.settings.initial_refresh {
+            self.trigger();
+        }
+        loop {
+            let tick = async {
+                Timer::after(self.settings.refresh_interval).await;
+            };
+            let triggered = async {
+                let _ = self.trigger_rx.recv().await;
+            };
+            tick.or(triggered).await;
+            // A trigger that arrived during the wait is consumed by this run.
+            let _ = self.trigger_rx.try_recv();
+            self.refresh_once().await;
+        }
+    }
+
+    /// Runs one refresh and records its outcome.
+    pub async fn refresh_once(&self) {
+        let started = Instant::now();
+        {
+            let mut st = self.lock_status();
+            st.running = true;
+            st.last_attempt = Some(unix_now());
+        }
+        log::info!("event=refresh_start");
+        let result = self.refresh().await;
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.refresh_duration.observe(seconds);
+        let mut st = self.lock_status();
+        st.running = false;
+        st.completed += 1;
+        st.last_duration_seconds = Some(seconds);
+        match result {
+            Ok(summary) => {
+                log::info!(
+                    "event=refresh_ok channels={} programmes={} seconds={seconds:.2}",
+                    summary.channels,
+                    summary.programmes
+                );
+                st.last_result = Some("ok");
+                st.last_error = None;
+                st.last_success = Some(unix_now());
+                st.channels = summary.channels;
+                st.programmes = summary.programmes;
+                st.receiver_reachable = Some(true);
+                if let Some(about) = summary.about {
+                    st.receiver_model = Some(about.model);
+                    st.receiver_tuners = Some(about.tuners);
+                }
+                self.metrics.last_success.set(unix_now() as f64);
+                self.metrics.channels.set(summary.channels as i64);
+                self.metrics.programmes.set(summary.programmes as i64);
+                self.count_result("ok");
+            }
+            Err(e) => {
+                log::error!("event=refresh_failed seconds={seconds:.2} error=\"{e}\"");
+                st.last_result = Some("error");
+                st.last_error = Some(e.to_string());
+                if matches!(e, RefreshError::Receiver(_)) {
+                    st.receiver_reachable = Some(false);
+                }
+                self.count_result("error");
+            }
+        }
+    }
+
+    fn count_result(&self, result: &str) {
+        self.metrics
+            .refreshes
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    async fn refresh(&self) -> Result<Summary, RefreshError> {
+        let s = &self.settings;
+        let about = match self.receiver.about().await {
+            Ok(about) => Some(about),
+            Err(e) => {
+                // Some images answer /api/about oddly; the bouquets decide reachability.
+                log::warn!("event=about_failed error=\"{e}\"");
+                None
+            }
+        };
+        let all = self.receiver.bouquets().await?;
+        let selected = select_bouquets(&all, &s.bouquets)?;
+
+        let mut channels: Vec<Channel> = Vec::new();
+        let mut epg_refs: Vec<String> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for bouquet in &selected {
+            let content = self.receiver.bouquet_content(bouquet).await?;
+            for channel in content.channels {
+                let key = receiver::canonical_ref(&channel.sref);
+                if index.contains_key(&key) {
+                    continue; // listed in an earlier bouquet: first one wins
+                }
+                index.insert(key, channels.len());
+                channels.push(channel);
+            }
+            for r in content.epg_refs {
+                if !epg_refs.contains(&r) {
+                    epg_refs.push(r);
+                }
+            }
+        }
+        if channels.is_empty() {
+            return Err(RefreshError::NoChannels);
+        }
+
+        let public = self.public_base();
+        let entries: Vec<ChannelEntry> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| self.entry(i, c, &public))
+            .collect();
+        let guide_url = s
+            .x_tvg_url
+            .clone()
+            .unwrap_or_else(|| format!("{public}/xmltv.xml"));
+
+        let mut programmes = 0;
+        if s.epg_enabled {
+            let now = unix_now();
+            let to = now + i64::from(s.epg_days) * 86_400;
+            let writer = GuideWriter::create(&s.data_dir, &entries, now, to)?;
+            let sink: SharedSink = Arc::new(Mutex::new(EventSink {
+                writer,
+                index,
+                claimed: vec![None; entries.len()],
+                source: 0,
+                error: None,
+            }));
+            match s.epg_source {
+                EpgSource::Bouquet => self.epg_by_bouquet(&sink, &epg_refs, now, to).await?,
+                EpgSource::PerService => self.epg_by_service(&sink, &channels, now, to).await?,
+            }
+            let sink = Arc::try_unwrap(sink)
+                .map_err(|_| RefreshError::Internal("EPG reader still running"))?
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = sink.error {
+                return Err(e.into());
+            }
+            let writer = sink.writer;
+            let stats = smol::unblock(move || writer.finish()).await?;
+            programmes = stats.programmes;
+        }
+        let dir: PathBuf = s.data_dir.clone();
+        let channel_count = entries.len();
+        smol::unblock(move || crate::guide::write_playlist(&dir, &guide_url, &entries)).await?;
+        Ok(Summary {
+            channels: channel_count,
+            programmes,
+            about,
+        })
+    }
+
+    async fn epg_by_bouquet(
+        &self,
+        sink: &SharedSink,
+        refs: &[String],
+        from: i64,
+        to: i64,
+    ) -> Result<(), RefreshError> {
+        for (i, bref) in refs.iter().enumerate() {
+            lock(sink).source = i;
+            let sink = sink.clone();
+            // The returned callback holds only an Arc clone of the sink.
+            let _callback = self
+                .receiver
+                .epg_bouquet(bref, from, to, move |event| {
+                    sink_event(&mut lock(&sink), event)
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn epg_by_service(
+        &self,
+        sink: &SharedSink,
+        channels: &[Channel],
+        from: i64,
+        to: i64,
+    ) -> Result<(), RefreshError> {
+        // Fetchers run on the executor; one blocking thread writes what they fetched.
+        let (tx, rx) = smol::channel::bounded::<(usize, Vec<Event>)>(4);
+        let writer_sink = sink.clone();
+        let writer_task = smol::unblock(move || {
+            while let Ok((i, events)) = rx.recv_blocking() {
+                let mut sink = lock(&writer_sink);
+                sink.source = i;
+                for event in events {
+                    sink_event(&mut sink, event);
+                }
+            }
+        });
+        let next = Arc::new(AtomicUsize::new(0));
+        let srefs: Arc<Vec<String>> = Arc::new(channels.iter().map(|c| c.sref.clone()).collect());
+        let mut workers = Vec::new();
+        for _ in 0..self.settings.epg_max_concurrency.max(1) {
+            let (next, srefs, tx, receiver) = (
+                next.clone(),
+                srefs.clone(),
+                tx.clone(),
+                self.receiver.clone(),
+            );
+            workers.push(self.ex.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(sref) = srefs.get(i) else {
+                        return Ok(());
+                    };
+                    let events = receiver.epg_service(sref, from, to).await?;
+                    if tx.send((i, events)).await.is_err() {
+                        return Err(RefreshError::Internal("guide writer stopped"));
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut first_error = None;
+        for w in workers {
+            if let Err(e) = w.await {
+                // Stop the other fetchers early: they see the index run out.
+                next.store(usize::MAX / 2, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+        }
+        writer_task.await;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn entry(&self, i: usize, c: &Channel, public: &str) -> ChannelEntry {
+        let s = &self.settings;
+        let picon_base = s
+            .picon_base
+            .clone()
+            .unwrap_or_else(|| format!("{}/picon", s.owi_base));
+        let stream_url = if s.use_proxy_urls {
+            format!("{public}/stream/{}", percent_encode(&c.sref))
+        } else {
+            format!(
+                "http://{}:{}/{}",
+                host_of(&s.owi_base),
+                s.stream_port,
+                percent_encode(&c.sref)
+            )
+        };
+        ChannelEntry {
+            id: crate::guide::tvg_id(&c.name, &c.sref),
+            number: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            name: c.name.clone(),
+            group: c.group.clone(),
+            logo: Some(format!(
+                "{picon_base}/{}.png",
+                receiver::picon_name(&c.sref)
+            )),
+            stream_url,
+        }
+    }
+
+    /// How clients reach us: `XG2G_PUBLIC_URL`, else the listen address, with the address
+    /// of the interface that routes to the receiver standing in for a wildcard address.
+    fn public_base(&self) -> String {
+        let s = &self.settings;
+        if let Some(url) = &s.public_url {
+            return url.clone();
+        }
+        let ip = if s.listen.ip().is_unspecified() {
+            local_ip_towards(&s.owi_base).unwrap_or(s.listen.ip())
+        } else {
+            s.listen.ip()
+        };
+        match ip {
+            IpAddr::V6(v6) => format!("http://[{v6}]:{}", s.listen.port()),
+            IpAddr::V4(v4) => format!("http://{v4}:{}", s.listen.port()),
+        }
+    }
+}
+
+/// What a successful refresh produced.
+struct Summary {
+    channels: usize,
+    programmes: u64,
+    about: Option<receiver::About>,
+}
+
+/// Owns the guide writer while events stream in on a blocking thread.
+struct EventSink {
+    writer: GuideWriter,
+    /// Canonical ref → channel index.
+    index: HashMap<String, usize>,
+    /// Which EPG source (bouquet or service index) a channel's events come from: a
+    /// channel listed in two fetched bouquets would otherwise get every event twice.
+    claimed: Vec<Option<usize>>,
+    /// The source being read now.
+    source: usize,
+    error: Option<std::io::Error>,
+}
+
+type SharedSink = Arc<Mutex<EventSink>>;
+
+fn lock(sink: &SharedSink) -> MutexGuard<'_, EventSink> {
+    sink.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sink_event(sink: &mut EventSink, event: Event) {
+    if sink.error.is_some() {
+        return;
+    }
+    let Some(&channel) = sink.index.get(&receiver::canonical_ref(&event.sref)) else {
+        return; // not a channel we list (e.g. filtered out, or a marker)
+    };
+    let Some(claim) = sink.claimed.get_mut(channel) else {
+        return;
+    };
+    match claim {
+        Some(owner) if *owner != sink.source => return,
+        Some(_) => {}
+        None => *claim = Some(sink.source),
+    }
+    if let Err(e) = sink.writer.add(channel, &event) {
+        sink.error = Some(e);
+    }
+}
+
+/// Picks the configured bouquets (names case-insensitively, or refs) in configured order.
+fn select_bouquets(all: &[Bouquet], wanted: &[String]) -> Result<Vec<Bouquet>, RefreshError> {
+    if wanted.is_empty() {
+        return Ok(all.to_vec());
+    }
+    let mut out: Vec<Bouquet> = Vec::new();
+    for w in wanted {
+        let lw = w.to_lowercase();
+        let found = all
+            .iter()
+            .find(|b| b.sref == *w)
+            .or_else(|| all.iter().find(|b| b.name.to_lowercase() == lw));
+        match found {
+            Some(b) if !out.contains(b) => out.push(b.clone()),
+            Some(_) => {}
+            None => {
+                let available: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
+                return Err(RefreshError::UnknownBouquet {
+                    wanted: w.clone(),
+                    available: available.join(", "),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The host part of `http://host[:port][/prefix]` (brackets kept for IPv6).
+fn host_of(base: &str) -> &str {
+    let rest = base.strip_prefix("http://").unwrap_or(base);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if authority.starts_with('[') {
+        return authority
+            .split_once(']')
+            .map(|(h, _)| &authority[..h.len() + 1])
+            .unwrap_or(authority);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// The local address the OS would use to reach the receiver (no packet is sent).
+fn local_ip_towards(owi_base: &str) -> Option<IpAddr> {
+    let host = host_of(owi_base)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let target: SocketAddr = (host, 80).to_socket_addrs().ok()?.next()?;
+    let bind: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let socket = UdpSocket::bind(bind).ok()?;
+    socket.connect(target).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Waits until the number of finished refreshes exceeds `completed`, at most `limit`.
+pub async fn wait_for_completion(refresher: &Refresher, completed: u64, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if refresher.status().completed > completed {
+            return true;
+        }
+        Timer::after(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(name: &str, sref: &str) -> Bouquet {
+        Bouquet {
+            sref: sref.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn bouquets_match_by_name_case_insensitively_or_ref() {
+        let all = vec![b("Favourites (TV)", "r1"), b("Österreich, Schweiz", "r2")];
+        let got = select_bouquets(&all, &["österreich, schweiz".into(), "r1".into()]).unwrap();
+        assert_eq!(got, vec![all[1].clone(), all[0].clone()]);
+        assert_eq!(select_bouquets(&all, &[]).unwrap(), all);
+        let err = select_bouquets(&all, &["Sport".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"Sport\" not found"), "{err}");
+    }
+
+    #[test]
+    fn host_is_taken_from_the_base_url() {
+        assert_eq!(host_of("http://192.168.1.10"), "192.168.1.10");
+        assert_eq!(host_of("http://box:81/owif"), "box");
+        assert_eq!(host_of("http://[::1]:80"), "[::1]");
+    }
+}

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 pub use atomic::{AtomicFile, remove_stale_temp_files, write_atomic};
 pub use ids::{fnv1a32, tvg_id};
 pub use m3u::write_playlist;
-pub use time::xmltv_time;
+pub use time::{civil_from_unix, xmltv_time};
 pub use xmltv::{GuideStats, GuideWriter};
 
 /// File name of the playlist in the data folder.

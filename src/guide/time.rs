@@ -21,22 +21,24 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month as u32, day as u32)
 }
 
+/// Unix seconds → (year, month, day, hour, minute, second) in UTC.
+pub fn civil_from_unix(t: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let (year, month, day) = civil_from_days(t.div_euclid(86_400));
+    let secs = t.rem_euclid(86_400) as u32; // 0..86400 fits
+    (year, month, day, secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
 /// `t` (Unix seconds) as `YYYYMMDDhhmmss +0000`.
 ///
 /// Guarantees: `Some` exactly when the year is within 1..=9999, and then the string is
 /// 20 ASCII bytes in that format.
 pub fn xmltv_time(t: i64) -> Option<String> {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day, hour, minute, second) = civil_from_unix(t);
     if !(1..=9999).contains(&year) {
         return None;
     }
     Some(format!(
-        "{year:04}{month:02}{day:02}{:02}{:02}{:02} +0000",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
+        "{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02} +0000"
     ))
 }
 

@@ -234,6 +234,27 @@ fn clock(ts: i64) -> String {
     format!("{:02}:{:02}", s / 3600, s % 3600 / 60)
 }
 
+/// The per-event hash every generated detail derives from.
+fn event_hash(seed: u64, svc: u64, i: u64) -> u64 {
+    mix(seed ^ mix(svc.wrapping_mul(1_000_003).wrapping_add(i)))
+}
+
+/// The title of an event; a few are empty (or empty once cleaned) and a client drops them.
+fn event_title(h: u64) -> &'static str {
+    match h % 97 {
+        0..=1 => "",
+        2 => "\u{86} \u{87}",
+        _ => pick(TITLES, h >> 7),
+    }
+}
+
+/// How many events of service `svc` (out of `count`) a client keeps: those with a title.
+pub(crate) fn kept_events(seed: u64, svc: u64, count: u64) -> u64 {
+    (0..count)
+        .filter(|&i| has_visible_text(event_title(event_hash(seed, svc, i))))
+        .count() as u64
+}
+
 /// Writes one event object; returns whether its title is one a client keeps.
 #[allow(clippy::too_many_arguments)]
 fn write_event(
@@ -248,12 +269,8 @@ fn write_event(
     now: i64,
     detailed: bool,
 ) -> bool {
-    let h = mix(shape.seed ^ mix(svc.wrapping_mul(1_000_003).wrapping_add(i)));
-    let title = match h % 97 {
-        0..=1 => "",          // a client drops these
-        2 => "\u{86} \u{87}", // empty once cleaned: dropped too
-        _ => pick(TITLES, h >> 7),
-    };
+    let h = event_hash(shape.seed, svc, i);
+    let title = event_title(h);
     let duration = if h % 53 == 5 { 0 } else { len };
     let style = shape.style;
     out.push_str(&format!(

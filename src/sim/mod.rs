@@ -256,6 +256,9 @@ pub struct ExpectedChannel {
     pub name: String,
     /// The clean name of the top-level bouquet it is first listed in.
     pub group: String,
+    /// Events of this channel a client keeps (those with a title), for a window that
+    /// covers the whole generated schedule: what its guide must show.
+    pub kept_events: u64,
 }
 
 struct Inner {
@@ -469,6 +472,8 @@ impl Inner {
 
     fn expected(&self) -> Vec<ExpectedChannel> {
         let l = &self.layout;
+        let shape_count =
+            u64::from(self.cfg.days) * u64::from(self.cfg.events_per_day.clamp(1, 1440));
         l.playable
             .iter()
             .filter_map(|p| {
@@ -478,6 +483,7 @@ impl Inner {
                     sref: s.sref.clone(),
                     name: clean_name(&s.name, self.cfg.latin1),
                     group: clean_name(&b.name, self.cfg.latin1),
+                    kept_events: epg::kept_events(self.cfg.seed, p.service as u64, shape_count),
                 })
             })
             .collect()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need on a fresh Debian machine,
+# then runs formatting and lint checks, every test, and the aarch64 smoke build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v xmllint >/dev/null || need+=(libxml2-utils)
+command -v tv_validate_file >/dev/null || need+=(xmltv-util)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v gzip >/dev/null || need+=(gzip)
+command -v shellcheck >/dev/null || need+=(shellcheck)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "test.sh: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || echo "test.sh: apt-get update reported a problem; trying the install anyway"
+    apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+echo "== format and lint"
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+shellcheck scripts/*.sh cross/*.sh .ci/run
+
+echo "== tests"
+cargo test --locked
+
+echo "== aarch64 build and smoke test (Rust 1.85, qemu)"
+cross/build.sh aarch64 --smoke

@@ -1,0 +1,432 @@
+//! Shared test helpers: start the real `xg2g` binary (as daemon and as simulator) on free
+//! loopback ports, a tiny blocking HTTP client, and the external validators.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_xg2g");
+
+/// A fresh, empty folder under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "xg2g-it-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process whose stderr is collected; killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn xg2g");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = mpsc::channel();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let (tx, log) = (tx.clone(), log.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Proc { child, log, lines }
+    }
+
+    /// Waits for an output line containing `needle` and returns it.
+    pub fn wait_line(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no output line containing {needle:?} within {limit:?}; output so far:\n{}",
+                    self.log.lock().unwrap().join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`, …).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Resident memory from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_field(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// Peak resident memory from /proc.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        proc_status_field(self.pid(), "VmHWM:") * 1024
+    }
+
+    pub fn threads(&self) -> u64 {
+        proc_status_field(self.pid(), "Threads:")
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn output(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn proc_status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The simulated receiver as its own process.
+pub struct Sim {
+    pub proc: Proc,
+    pub api: SocketAddr,
+    pub stream: SocketAddr,
+}
+
+impl Sim {
+    pub fn start(args: &[&str]) -> Sim {
+        Sim::start_on(args, "127.0.0.1:0")
+    }
+
+    /// Starts on a given API address (to bring a "down" receiver back on the same port).
+    pub fn start_on(args: &[&str], listen: &str) -> Sim {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("sim").args(["--listen", listen]).args(args);
+        cmd.env("RUST_LOG", "warn");
+        let proc = Proc::spawn(cmd);
+        let line = proc.wait_line("sim api=", Duration::from_secs(60));
+        let api = field(&line, "api=http://").parse().expect("sim api addr");
+        let stream = field(&line, "stream=").parse().expect("sim stream addr");
+        Sim { proc, api, stream }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    pub fn set_fault(&self, mode: &str) {
+        let r = http(self.api, "POST", &format!("/sim/fault?mode={mode}"), &[]);
+        assert_eq!(r.status, 200, "set fault {mode}: {}", r.text());
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let r = http(self.api, "GET", path, &[]);
+        assert_eq!(r.status, 200, "sim {path}");
+        serde_json::from_slice(&r.body).expect("sim json")
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(key)
+        .map(|i| i + key.len())
+        .expect("field in line");
+    line[start..].split_whitespace().next().unwrap_or("")
+}
+
+/// The daemon as its own process.
+pub struct Daemon {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+}
+
+pub const TOKEN: &str = "test-token";
+
+impl Daemon {
+    /// Starts `xg2g serve` against `sim` with `data` as its folder and extra env.
+    pub fn start(sim: &Sim, data: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(&sim.base(), data, env, None)
+    }
+
+    pub fn start_with(
+        base: &str,
+        data: &Path,
+        env: &[(&str, &str)],
+        ulimit_n: Option<u32>,
+    ) -> Daemon {
+        let mut cmd = match ulimit_n {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" serve"), BIN]);
+                c
+            }
+            None => {
+                let mut c = Command::new(BIN);
+                c.arg("serve");
+                c
+            }
+        };
+        for (k, _) in std::env::vars() {
+            if k.starts_with("XG2G_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("XG2G_OWI_BASE", base)
+            .env("XG2G_DATA", data)
+            .env("XG2G_LISTEN", "127.0.0.1:0")
+            .env("XG2G_API_TOKEN", TOKEN)
+            .env("XG2G_OWI_TIMEOUT_MS", "3000")
+            .env("XG2G_OWI_RETRIES", "0")
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let proc = Proc::spawn(cmd);
+        let line = proc.wait_line("event=listening addr=", Duration::from_secs(30));
+        let addr = field(&line, "addr=").parse().expect("daemon addr");
+        Daemon {
+            proc,
+            addr,
+            data: data.to_path_buf(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        http(self.addr, "GET", path, &[])
+    }
+
+    /// Runs a refresh and waits for it; returns the JSON answer.
+    pub fn refresh(&self) -> serde_json::Value {
+        let auth = format!("Bearer {TOKEN}");
+        let r = http(
+            self.addr,
+            "POST",
+            "/api/v1/refresh?wait=true",
+            &[("Authorization", &auth)],
+        );
+        assert_eq!(r.status, 200, "refresh: {}", r.text());
+        serde_json::from_slice(&r.body).expect("refresh json")
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let r = self.get("/api/v1/status");
+        assert_eq!(r.status, 200);
+        serde_json::from_slice(&r.body).expect("status json")
+    }
+
+    /// Waits until the first refresh after start has finished.
+    pub fn wait_refreshed(&self, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let st = self.status();
+            if st["refresh"]["completed"].as_u64().unwrap_or(0) >= 1 {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no refresh finished within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn file(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.data.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("json: {e}: {}", self.text()))
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`); reads the whole answer.
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read answer");
+    parse_response(&raw, method == "HEAD")
+}
+
+pub fn parse_response(raw: &[u8], head_only: bool) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if head_only {
+        Vec::new()
+    } else if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+}
+
+/// Runs an external validator; a missing tool fails the test saying how to get it.
+pub fn run_tool(program: &str, args: &[&str], package: &str) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} is required ({e}); install Debian's {package} (scripts/test.sh does)")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Gunzips with the system's gzip (an independent decoder).
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .args(["-dc"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("gzip output");
+    writer.join().unwrap().expect("feed gzip");
+    assert!(out.status.success(), "gzip -d failed");
+    out.stdout
+}
+
+/// Polls `cond` until true or `limit` passes.
+pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
