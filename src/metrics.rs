@@ -73,19 +73,16 @@ impl Metrics {
     /// Builds the registry; `server` are the main listener's counters.
     pub fn new(server: &ServerStats) -> Metrics {
         let mut registry = Registry::with_prefix("xg2g");
-        let refresh_duration = Histogram::new(
-            [
-                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-            ]
-            .into_iter(),
-        );
+        let refresh_duration = Histogram::new([
+            0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ]);
         let refreshes = Family::<ResultLabel, Counter>::default();
         let last_success = Gauge::<f64, AtomicU64>::default();
         let channels = Gauge::default();
         let programmes = Gauge::default();
         let receiver_requests = Family::<ReceiverLabels, Counter>::default();
         let receiver_duration =
-            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter());
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         let http_requests = Family::<HttpLabels, Counter>::default();
         let rss = Gauge::default();
         let build_info = Family::<VersionLabel, Gauge>::default();

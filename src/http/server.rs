@@ -385,9 +385,26 @@ impl Connection {
         Ok(std::mem::replace(buf, rest))
     }
 
+    /// Answers an unreadable request and closes. The client may still be sending (a huge
+    /// head, say): closing with unread input makes the kernel send a reset that can destroy
+    /// our answer in flight, so half-close and drain briefly first (a "lingering close").
     async fn send_error(&mut self, code: ErrorCode) -> io::Result<()> {
         let resp = code.response();
-        self.write_response(resp, false, true, true).await
+        self.write_response(resp, false, true, true).await?;
+        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
+        let drain = async {
+            let mut sink = [0u8; 2048];
+            let mut left: usize = 256 * 1024;
+            while left > 0 {
+                let n = self.stream.read(&mut sink).await?;
+                if n == 0 {
+                    break;
+                }
+                left = left.saturating_sub(n);
+            }
+            Ok(())
+        };
+        with_timeout(Duration::from_secs(1), drain).await
     }
 
     async fn write_response(

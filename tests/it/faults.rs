@@ -24,7 +24,6 @@ fn faults_keep_the_last_good_files_and_recover() {
         ],
     );
     daemon.wait_refreshed(Duration::from_secs(60));
-    let good = snapshot(&daemon);
     let rss_before = daemon.proc.rss_bytes();
 
     for (fault, words) in [
@@ -33,6 +32,7 @@ fn faults_keep_the_last_good_files_and_recover() {
         ("endless", "larger than"),
         ("slow", "timed out"),
     ] {
+        let good = snapshot(&daemon);
         sim.set_fault(fault);
         let answer = daemon.refresh();
         assert_eq!(answer["result"], "error", "{fault}: {answer}");
@@ -42,10 +42,16 @@ fn faults_keep_the_last_good_files_and_recover() {
             "{fault}: error {error:?} should mention {words:?}"
         );
         assert!(daemon.proc.alive(), "daemon died on {fault}");
-        assert_eq!(snapshot(&daemon), good, "{fault} changed the served files");
+        assert!(
+            snapshot(&daemon) == good,
+            "{fault} changed the served files"
+        );
         let served = daemon.get("/playlist.m3u");
         assert_eq!(served.status, 200);
-        assert_eq!(served.body, good[0]);
+        assert!(
+            served.body == good[0],
+            "served playlist differs from the file"
+        );
         let st = daemon.status();
         assert_eq!(st["refresh"]["last_result"], "error");
         assert_eq!(st["receiver"]["reachable"], false);
@@ -53,9 +59,10 @@ fn faults_keep_the_last_good_files_and_recover() {
         let ready = daemon.get("/readyz?verbose=true");
         assert_eq!(ready.status, 200, "{}", ready.text());
         assert_eq!(ready.json()["checks"]["receiver"]["ok"], false);
+        // Bounded by the body cap (8 MiB here; parsed values cost a few times their JSON).
         let rss = daemon.proc.rss_bytes();
         assert!(
-            rss < rss_before + 16 * 1024 * 1024,
+            rss < rss_before + 4 * 8 * 1024 * 1024,
             "{fault}: RSS grew from {rss_before} to {rss}"
         );
         sim.set_fault("none");
@@ -79,7 +86,10 @@ fn receiver_down_then_back() {
         answer["error"].as_str().unwrap().contains("connect"),
         "{answer}"
     );
-    assert_eq!(snapshot(&daemon), good);
+    assert!(
+        snapshot(&daemon) == good,
+        "a failed refresh changed the files"
+    );
     assert_eq!(daemon.get("/readyz").status, 200);
     // Back on the same address: the next refresh recovers.
     let _sim = Sim::start_on(&["--channels", "20", "--days", "1"], &api);
