@@ -200,6 +200,7 @@ if ((${#HOST_PKGS[@]} + ${#STD_TARGETS[@]})); then
         debs="$WORK/debs"
         mkdir -p "$debs"
         # apt downloads as the _apt user when it can write the folder (no warning).
+        chmod 755 "$WORK"
         chown _apt "$debs" 2>/dev/null || true
         dl=()
         for t in "${STD_TARGETS[@]}"; do
