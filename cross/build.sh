@@ -248,6 +248,15 @@ run_arm() {
 
 first_line() { printf '%s' "$1" | head -n 1; }
 
+# How a run ended, for messages: timeout(1) reports a hang as 124.
+ended() {
+    if ((RUN_RC == 124)); then
+        printf 'timed out after 60 s'
+    else
+        printf 'exited %s' "$RUN_RC"
+    fi
+}
+
 # Runs the three checks on target $1's binary $2; prints each result and leaves the failures
 # joined in SMOKE_FAILS (empty when all passed).
 smoke() {
@@ -256,14 +265,14 @@ smoke() {
     if ((RUN_RC == 0)) && [[ "$RUN_OUT" == *"$PKG_VERSION"* ]]; then
         say "$1: smoke ok: xg2g --version -> $(first_line "$RUN_OUT")"
     else
-        fails+=("'xg2g --version' exited $RUN_RC and printed '$(first_line "$RUN_OUT")', expected exit 0 and version $PKG_VERSION")
+        fails+=("'xg2g --version' $(ended) and printed '$(first_line "$RUN_OUT")', expected exit 0 and version $PKG_VERSION")
     fi
 
     run_arm "$bin" XG2G_OWI_BASE=http://127.0.0.1 check-config
     if ((RUN_RC == 0)); then
         say "$1: smoke ok: XG2G_OWI_BASE=http://127.0.0.1 xg2g check-config -> exit 0"
     else
-        fails+=("'XG2G_OWI_BASE=http://127.0.0.1 xg2g check-config' exited $RUN_RC, expected 0 ($(first_line "$RUN_ERR"))")
+        fails+=("'XG2G_OWI_BASE=http://127.0.0.1 xg2g check-config' $(ended), expected 0 ($(first_line "$RUN_ERR"))")
     fi
 
     # With a valid base set, exit 2 can only come from the bad EPG_DAYS.
@@ -271,7 +280,7 @@ smoke() {
     if ((RUN_RC == 2)); then
         say "$1: smoke ok: XG2G_EPG_DAYS=99 xg2g check-config -> exit 2: $(first_line "$RUN_ERR")"
     else
-        fails+=("'XG2G_EPG_DAYS=99 xg2g check-config' exited $RUN_RC, expected 2")
+        fails+=("'XG2G_EPG_DAYS=99 xg2g check-config' $(ended), expected 2")
     fi
     SMOKE_FAILS=""
     if ((${#fails[@]})); then
