@@ -78,7 +78,14 @@ fn main() {
     println!("# xg2g refresh benchmark ({RUNS} runs each, medians)");
 
     // 1. Large guide.
-    let sim = Sim::start(&["--channels", "1000", "--days", "7", "--events-per-day", "30"]);
+    let sim = Sim::start(&[
+        "--channels",
+        "1000",
+        "--days",
+        "7",
+        "--events-per-day",
+        "30",
+    ]);
     let data = TempDir::new("bench");
     let daemon = Daemon::start(&sim, data.path(), &[("XG2G_INITIAL_REFRESH", "false")]);
     let mut floor = Vec::new();
@@ -100,14 +107,28 @@ fn main() {
     }
     let peak_rss = daemon.proc.peak_rss_bytes();
     let (wall, cpu, floor) = (median(walls), median(cpus), median(floor));
-    let xml_bytes = std::fs::metadata(data.path().join("xmltv.xml")).unwrap().len();
+    let xml_bytes = std::fs::metadata(data.path().join("xmltv.xml"))
+        .unwrap()
+        .len();
     let per_100k = cpu / (programmes as f64 / 100_000.0);
     println!("programmes:                 {programmes}");
-    println!("receiver answers:           {:.1} MiB; xmltv.xml {:.1} MiB", floor_bytes as f64 / 1048576.0, xml_bytes as f64 / 1048576.0);
+    println!(
+        "receiver answers:           {:.1} MiB; xmltv.xml {:.1} MiB",
+        floor_bytes as f64 / 1048576.0,
+        xml_bytes as f64 / 1048576.0
+    );
     println!("transfer floor (reference): {floor:.2} s");
-    println!("refresh wall:               {wall:.2} s  ({:.2}x the floor)", wall / floor);
-    println!("refresh CPU (daemon):       {cpu:.2} s  = {per_100k:.2} s per 100k programmes (target < 1.00)");
-    println!("peak RSS (daemon):          {:.1} MiB (target < 24)", peak_rss as f64 / 1048576.0);
+    println!(
+        "refresh wall:               {wall:.2} s  ({:.2}x the floor)",
+        wall / floor
+    );
+    println!(
+        "refresh CPU (daemon):       {cpu:.2} s  = {per_100k:.2} s per 100k programmes (target < 1.00)"
+    );
+    println!(
+        "peak RSS (daemon):          {:.1} MiB (target < 24)",
+        peak_rss as f64 / 1048576.0
+    );
     drop(daemon);
     drop(sim);
 
@@ -118,10 +139,16 @@ fn main() {
     daemon.wait_refreshed(Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
     let idle = daemon.proc.rss_bytes();
-    println!("idle RSS after first refresh (40 channels): {:.2} MiB (target <= 6)", idle as f64 / 1048576.0);
+    println!(
+        "idle RSS after first refresh (40 channels): {:.2} MiB (target <= 6)",
+        idle as f64 / 1048576.0
+    );
     println!("threads when idle:          {}", daemon.proc.threads());
 
     // 3. Binary size (this bench builds the release profile).
     let size = std::fs::metadata(common::BIN).map(|m| m.len()).unwrap_or(0);
-    println!("binary (x86_64, stripped):  {size} bytes = {:.2} MiB (target <= 3)", size as f64 / 1048576.0);
+    println!(
+        "binary (x86_64, stripped):  {size} bytes = {:.2} MiB (target <= 3)",
+        size as f64 / 1048576.0
+    );
 }

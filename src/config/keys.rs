@@ -236,7 +236,7 @@ pub(super) static KEYS: [KeyInfo; 28] = [
         "XG2G_HTTP_MAX_CONNECTIONS",
         "http_max_connections",
         "256",
-        "Open client connections at most, 1 to 65536.",
+        "Open client connections at most, 1 to 65536; at the cap the longest-idle one is closed to make room.",
         Field::HttpMaxConnections,
     ),
     key(

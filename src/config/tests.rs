@@ -745,3 +745,25 @@ fn from_process_rejects_non_utf8() {
         "child test did not run: {stdout}"
     );
 }
+
+#[test]
+fn readme_documents_every_setting_with_its_default() {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+    for k in keys() {
+        let start = format!("| `{}` | `{}` | ", k.env, k.file_key);
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&start))
+            .unwrap_or_else(|| panic!("README has no row for {}", k.env));
+        let default = if k.default.is_empty() {
+            "—".to_string()
+        } else {
+            format!("`{}`", k.default)
+        };
+        assert!(
+            row[start.len()..].starts_with(&default),
+            "README default of {} should be {default}: {row}",
+            k.env
+        );
+    }
+}

@@ -126,3 +126,24 @@ impl ErrorCode {
         Response::bytes(self.status(), "application/json", self.json_body())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readme_lists_every_code_with_its_status() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.code(), code.status());
+            assert!(readme.contains(&row), "README lacks {row}");
+        }
+        let mut codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.code()).collect();
+        codes.dedup();
+        assert_eq!(
+            codes.len(),
+            ErrorCode::ALL.len(),
+            "codes are unique and ordered"
+        );
+    }
+}
