@@ -48,7 +48,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
+    /// Starts `cmd` with stdout and stderr collected.
+    pub fn spawn(mut cmd: Command) -> Proc {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn xg2g");
         let log = Arc::new(Mutex::new(Vec::new()));

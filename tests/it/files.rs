@@ -301,3 +301,57 @@ fn direct_receiver_urls_and_selected_bouquets() {
     let xml = String::from_utf8(daemon.file("xmltv.xml")).unwrap();
     assert!(xml.contains("<programme "));
 }
+
+#[test]
+fn latin1_receiver_gives_the_same_names() {
+    let sim = Sim::start(&["--channels", "25", "--days", "1", "--latin1"]);
+    let data = TempDir::new("latin1");
+    let daemon = Daemon::start(&sim, data.path(), &[]);
+    let st = daemon.wait_refreshed(Duration::from_secs(60));
+    assert_eq!(st["refresh"]["last_result"], "ok", "{st}");
+    let expected = sim.json("/sim/expected");
+    let expected = expected["channels"].as_array().unwrap();
+    let (_, entries) = parse_m3u(&daemon.get("/playlist.m3u").text());
+    assert_eq!(entries.len(), expected.len());
+    for (entry, want) in entries.iter().zip(expected) {
+        assert_eq!(entry.name, want["name"].as_str().unwrap());
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.name.contains('ö') || e.name.contains('ü'))
+    );
+    let xml = data.path().join("xmltv.xml");
+    let (ok, out) = run_tool(
+        "xmllint",
+        &["--noout", "--nonet", xml.to_str().unwrap()],
+        "libxml2-utils",
+    );
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn demo_serves_a_playlist() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = TempDir::new("demo");
+    let mut cmd = std::process::Command::new(crate::common::BIN);
+    cmd.arg("demo")
+        .env("XG2G_LISTEN", format!("127.0.0.1:{port}"))
+        .env("XG2G_DATA", data.path());
+    let demo = crate::common::Proc::spawn(cmd);
+    let line = demo.wait_line("playlist:", Duration::from_secs(60));
+    assert!(
+        line.contains(&format!("http://127.0.0.1:{port}/playlist.m3u")),
+        "{line}"
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    crate::common::eventually(Duration::from_secs(60), "demo playlist", || {
+        http(addr, "GET", "/playlist.m3u", &[]).status == 200
+    });
+    let text = http(addr, "GET", "/playlist.m3u", &[]).text();
+    assert!(text.starts_with("#EXTM3U"));
+}
