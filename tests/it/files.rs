@@ -355,3 +355,26 @@ fn demo_serves_a_playlist() {
     let text = http(addr, "GET", "/playlist.m3u", &[]).text();
     assert!(text.starts_with("#EXTM3U"));
 }
+
+#[test]
+fn metrics_on_their_own_listener() {
+    let sim = Sim::start(&["--channels", "5", "--days", "1"]);
+    let data = TempDir::new("mlisten");
+    let daemon = Daemon::start(
+        &sim,
+        data.path(),
+        &[
+            ("XG2G_METRICS_LISTEN", "127.0.0.1:0"),
+            ("XG2G_INITIAL_REFRESH", "false"),
+        ],
+    );
+    let line = daemon
+        .proc
+        .wait_line("event=listening_metrics addr=", Duration::from_secs(10));
+    let addr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
+    assert_eq!(daemon.get("/metrics").status, 404);
+    let r = http(addr, "GET", "/metrics", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("xg2g_build_info"));
+    assert_eq!(http(addr, "GET", "/playlist.m3u", &[]).status, 404);
+}
