@@ -349,8 +349,10 @@ fn demo_serves_a_playlist() {
         "{line}"
     );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The banner comes out just before the daemon binds: connect only once it listens.
     crate::common::eventually(Duration::from_secs(60), "demo playlist", || {
-        http(addr, "GET", "/playlist.m3u", &[]).status == 200
+        std::net::TcpStream::connect(addr).is_ok()
+            && http(addr, "GET", "/playlist.m3u", &[]).status == 200
     });
     let text = http(addr, "GET", "/playlist.m3u", &[]).text();
     assert!(text.starts_with("#EXTM3U"));
