@@ -50,16 +50,7 @@ fn transfer_floor(sim: &Sim) -> (f64, u64) {
     let list: serde_json::Value = bouquets.json();
     for b in list["bouquets"].as_array().unwrap() {
         let sref = b[0].as_str().unwrap();
-        let enc: String = sref
-            .bytes()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == b':' {
-                    (c as char).to_string()
-                } else {
-                    format!("%{c:02X}")
-                }
-            })
-            .collect();
+        let enc = xg2g::http::percent_encode(sref);
         let services = http(sim.api, "GET", &format!("/api/getservices?sRef={enc}"), &[]);
         bytes += services.body.len() as u64;
         let epg = http(

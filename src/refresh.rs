@@ -282,6 +282,7 @@ impl Refresher {
             let sink: SharedSink = Arc::new(Mutex::new(EventSink {
                 writer,
                 index,
+                last: None,
                 claimed: vec![None; entries.len()],
                 source: 0,
                 error: None,
@@ -447,6 +448,9 @@ struct EventSink {
     writer: GuideWriter,
     /// Canonical ref → channel index.
     index: HashMap<String, usize>,
+    /// The last event's ref and its channel: events come grouped by service, so this
+    /// spares a canonical-ref allocation and a map lookup for almost every event.
+    last: Option<(String, Option<usize>)>,
     /// Which EPG source (bouquet or service index) a channel's events come from: a
     /// channel listed in two fetched bouquets would otherwise get every event twice.
     claimed: Vec<Option<usize>>,
@@ -465,7 +469,19 @@ fn sink_event(sink: &mut EventSink, event: Event) {
     if sink.error.is_some() {
         return;
     }
-    let Some(&channel) = sink.index.get(&receiver::canonical_ref(&event.sref)) else {
+    let cached = match &sink.last {
+        Some((sref, channel)) if *sref == event.sref => Some(*channel),
+        _ => None,
+    };
+    let channel = cached.unwrap_or_else(|| {
+        let channel = sink
+            .index
+            .get(&receiver::canonical_ref(&event.sref))
+            .copied();
+        sink.last = Some((event.sref.clone(), channel));
+        channel
+    });
+    let Some(channel) = channel else {
         return; // not a channel we list (e.g. filtered out, or a marker)
     };
     let Some(claim) = sink.claimed.get_mut(channel) else {

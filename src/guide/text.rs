@@ -58,12 +58,7 @@ pub fn one_line(s: &str) -> Cow<'_, str> {
         }
     }
     // Trimming again: removed controls may have exposed whitespace at either end.
-    let trimmed = out.trim();
-    if trimmed.len() == out.len() {
-        Cow::Owned(out)
-    } else {
-        Cow::Owned(trimmed.to_owned())
-    }
+    trimmed_owned(out)
 }
 
 /// Multi-line text (descriptions): every line break (CR LF, CR, NEL, U+008A, U+2028, …)
@@ -93,6 +88,11 @@ pub fn multi_line(s: &str) -> Cow<'_, str> {
             out.push(c);
         }
     }
+    trimmed_owned(out)
+}
+
+/// `out` without surrounding whitespace, reusing its allocation when nothing is trimmed.
+fn trimmed_owned(out: String) -> Cow<'static, str> {
     let trimmed = out.trim();
     if trimmed.len() == out.len() {
         Cow::Owned(out)

@@ -454,13 +454,20 @@ impl Connection {
         match resp.body {
             Body::Empty => {}
             Body::Bytes(b) => with_timeout(timeout, self.stream.write_all(&b)).await?,
-            Body::File { file, len } => {
-                let mut reader = smol::Unblock::with_capacity(64 * 1024, file);
-                let mut left = len;
+            Body::File { mut file, len } => {
+                // One 64 KiB buffer travels to the blocking pool and back for each read:
+                // no second buffer, and a slow disk never stalls an executor thread.
                 let mut chunk = vec![0u8; 64 * 1024];
+                let mut left = len;
                 while left > 0 {
                     let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = reader.read(&mut chunk[..want]).await?;
+                    let (back_file, back_chunk, read) = smol::unblock(move || {
+                        let read = std::io::Read::read(&mut file, &mut chunk[..want]);
+                        (file, chunk, read)
+                    })
+                    .await;
+                    (file, chunk) = (back_file, back_chunk);
+                    let n = read?;
                     if n == 0 {
                         // The file shrank under us (it never should: files are replaced by
                         // rename, and we hold the old inode). Cut the connection rather
