@@ -6,7 +6,10 @@
 pub mod config;
 pub mod guide;
 pub mod http;
+pub mod limit;
 pub mod metrics;
+pub mod picon;
 pub mod receiver;
 pub mod refresh;
 pub mod sim;
+pub mod stream;

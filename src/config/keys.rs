@@ -56,6 +56,16 @@ pub(super) enum Field {
     HttpIdleTimeout,
     HttpWriteTimeout,
     HttpMaxHeaderBytes,
+    RelayPort,
+    SmartStreamDetection,
+    MaxStreams,
+    StreamClientBuffer,
+    StreamLinger,
+    StreamTimeout,
+    PiconCacheMaxBytes,
+    CircuitBreakerEnabled,
+    CircuitBreakerFailureThreshold,
+    CircuitBreakerTimeout,
     LogLevel,
 }
 
@@ -77,7 +87,7 @@ const fn key(
 }
 
 /// Every setting, in `Settings` field order.
-pub(super) static KEYS: [KeyInfo; 28] = [
+pub(super) static KEYS: [KeyInfo; 38] = [
     key(
         "XG2G_OWI_BASE",
         "owi_base",
@@ -194,7 +204,7 @@ pub(super) static KEYS: [KeyInfo; 28] = [
         "XG2G_PICON_BASE",
         "picon_base",
         "",
-        "Base URL for channel logos; empty = <owi_base>/picon.",
+        "Where channel logos are fetched from (this daemon caches them and serves /picon/<name>.png); empty = <owi_base>/picon.",
         Field::PiconBase,
     ),
     key(
@@ -266,6 +276,76 @@ pub(super) static KEYS: [KeyInfo; 28] = [
         "8192",
         "Request head size limit in bytes, 1024 to 65536.",
         Field::HttpMaxHeaderBytes,
+    ),
+    key(
+        "XG2G_RELAY_PORT",
+        "relay_port",
+        "17999",
+        "The receiver's stream-relay port for channels in its whitelist_streamrelay, 1 to 65535.",
+        Field::RelayPort,
+    ),
+    key(
+        "XG2G_SMART_STREAM_DETECTION",
+        "smart_stream_detection",
+        "true",
+        "When opening a stream fails on one receiver port, try the other and remember what worked (true/false).",
+        Field::SmartStreamDetection,
+    ),
+    key(
+        "XG2G_MAX_STREAMS",
+        "max_streams",
+        "",
+        "Distinct channels streamed at once, 1 to 64; unset = the receiver's tuner count (4 until it answers).",
+        Field::MaxStreams,
+    ),
+    key(
+        "XG2G_STREAM_CLIENT_BUFFER",
+        "stream_client_buffer",
+        "2MiB",
+        "How far a stream client may fall behind before it is dropped, 64KiB to 256MiB (one buffer per channel, shared by its clients).",
+        Field::StreamClientBuffer,
+    ),
+    key(
+        "XG2G_STREAM_LINGER",
+        "stream_linger",
+        "5s",
+        "How long a channel stays tuned after its last client left, 0s to 10m.",
+        Field::StreamLinger,
+    ),
+    key(
+        "XG2G_STREAM_TIMEOUT",
+        "stream_timeout",
+        "10s",
+        "Time the receiver has to connect and send the first stream bytes, and longest silence of a running stream, 1s to 10m.",
+        Field::StreamTimeout,
+    ),
+    key(
+        "XG2G_PICON_CACHE_MAX_BYTES",
+        "picon_cache_max_bytes",
+        "16MiB",
+        "Disk space for cached channel logos under XG2G_DATA/picons, 1MiB to 4GiB; the least recently used go first.",
+        Field::PiconCacheMaxBytes,
+    ),
+    key(
+        "XG2G_CIRCUIT_BREAKER_ENABLED",
+        "circuit_breaker_enabled",
+        "true",
+        "Stop contacting a receiver port after repeated failures, until a probe succeeds (true/false).",
+        Field::CircuitBreakerEnabled,
+    ),
+    key(
+        "XG2G_CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+        "circuit_breaker_failure_threshold",
+        "5",
+        "Consecutive failures that open a breaker, 1 to 1000.",
+        Field::CircuitBreakerFailureThreshold,
+    ),
+    key(
+        "XG2G_CIRCUIT_BREAKER_TIMEOUT",
+        "circuit_breaker_timeout",
+        "30s",
+        "How long an open breaker refuses before it lets one probe through, 1s to 1h.",
+        Field::CircuitBreakerTimeout,
     ),
     key(
         "XG2G_LOG_LEVEL",

@@ -89,6 +89,26 @@ pub struct Settings {
     pub http_write_timeout: Duration,
     /// `XG2G_HTTP_MAX_HEADER_BYTES` (8192): request head size limit.
     pub http_max_header_bytes: usize,
+    /// `XG2G_RELAY_PORT` (17999): the receiver's stream-relay port.
+    pub relay_port: u16,
+    /// `XG2G_SMART_STREAM_DETECTION` (true): on a failed open, try the other port.
+    pub smart_stream_detection: bool,
+    /// `XG2G_MAX_STREAMS` (1..=64): distinct upstreams at most; `None` = the tuner count.
+    pub max_streams: Option<usize>,
+    /// `XG2G_STREAM_CLIENT_BUFFER` (2 MiB): how far a stream client may lag before it is dropped.
+    pub stream_client_buffer: u64,
+    /// `XG2G_STREAM_LINGER` (5s, 0s..=10m): an upstream stays open this long after its last client.
+    pub stream_linger: Duration,
+    /// `XG2G_STREAM_TIMEOUT` (10s): connect + first bytes of a stream, and longest silence.
+    pub stream_timeout: Duration,
+    /// `XG2G_PICON_CACHE_MAX_BYTES` (16 MiB): disk space for cached picons.
+    pub picon_cache_max_bytes: u64,
+    /// `XG2G_CIRCUIT_BREAKER_ENABLED` (true).
+    pub circuit_breaker_enabled: bool,
+    /// `XG2G_CIRCUIT_BREAKER_FAILURE_THRESHOLD` (5, 1..=1000): consecutive failures that open it.
+    pub circuit_breaker_failure_threshold: u32,
+    /// `XG2G_CIRCUIT_BREAKER_TIMEOUT` (30s): open time before one probe is let through.
+    pub circuit_breaker_timeout: Duration,
     /// `XG2G_LOG_LEVEL` (`info`): default log filter when `RUST_LOG` is unset.
     pub log_level: String,
 }
@@ -207,6 +227,18 @@ const HTTP_MAX_HEADER_BYTES: IntRange = IntRange {
     lo: 1024,
     hi: 65536,
 };
+const MAX_STREAMS: IntRange = IntRange { lo: 1, hi: 64 };
+const STREAM_CLIENT_BUFFER: IntRange = IntRange {
+    lo: 64 << 10,
+    hi: 256 << 20,
+};
+const PICON_CACHE_MAX_BYTES: IntRange = IntRange {
+    lo: 1 << 20,
+    hi: 4 << 30,
+};
+const BREAKER_THRESHOLD: IntRange = IntRange { lo: 1, hi: 1000 };
+const STREAM_LINGER: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(600));
+const STREAM_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
 const REFRESH_INTERVAL: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(7 * 86_400));
 const HTTP_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
@@ -252,6 +284,16 @@ impl Settings {
             http_idle_timeout: Duration::from_secs(60),
             http_write_timeout: Duration::from_secs(30),
             http_max_header_bytes: 8192,
+            relay_port: 17999,
+            smart_stream_detection: true,
+            max_streams: None,
+            stream_client_buffer: 2 << 20,
+            stream_linger: Duration::from_secs(5),
+            stream_timeout: Duration::from_secs(10),
+            picon_cache_max_bytes: 16 << 20,
+            circuit_breaker_enabled: true,
+            circuit_breaker_failure_threshold: 5,
+            circuit_breaker_timeout: Duration::from_secs(30),
             log_level: "info".to_string(),
         }
     }
@@ -385,6 +427,20 @@ impl Settings {
             Field::HttpIdleTimeout => format_duration(self.http_idle_timeout),
             Field::HttpWriteTimeout => format_duration(self.http_write_timeout),
             Field::HttpMaxHeaderBytes => self.http_max_header_bytes.to_string(),
+            Field::RelayPort => self.relay_port.to_string(),
+            Field::SmartStreamDetection => self.smart_stream_detection.to_string(),
+            Field::MaxStreams => self
+                .max_streams
+                .map_or_else(|| UNSET.to_string(), |n| n.to_string()),
+            Field::StreamClientBuffer => value::format_bytes(self.stream_client_buffer),
+            Field::StreamLinger => format_duration(self.stream_linger),
+            Field::StreamTimeout => format_duration(self.stream_timeout),
+            Field::PiconCacheMaxBytes => value::format_bytes(self.picon_cache_max_bytes),
+            Field::CircuitBreakerEnabled => self.circuit_breaker_enabled.to_string(),
+            Field::CircuitBreakerFailureThreshold => {
+                self.circuit_breaker_failure_threshold.to_string()
+            }
+            Field::CircuitBreakerTimeout => format_duration(self.circuit_breaker_timeout),
             Field::LogLevel => self.log_level.clone(),
         }
     }
@@ -721,6 +777,24 @@ impl<'a> At<'a> {
             Field::HttpWriteTimeout => s.http_write_timeout = self.duration(HTTP_TIMEOUT)?,
             Field::HttpMaxHeaderBytes => {
                 s.http_max_header_bytes = self.uint_as(HTTP_MAX_HEADER_BYTES)?
+            }
+            Field::RelayPort => s.relay_port = self.uint_as(STREAM_PORT)?,
+            Field::SmartStreamDetection => s.smart_stream_detection = self.boolean()?,
+            Field::MaxStreams => s.max_streams = Some(self.uint_as(MAX_STREAMS)?),
+            Field::StreamClientBuffer => {
+                s.stream_client_buffer = self.bytes(STREAM_CLIENT_BUFFER)?
+            }
+            Field::StreamLinger => s.stream_linger = self.duration(STREAM_LINGER)?,
+            Field::StreamTimeout => s.stream_timeout = self.duration(STREAM_TIMEOUT)?,
+            Field::PiconCacheMaxBytes => {
+                s.picon_cache_max_bytes = self.bytes(PICON_CACHE_MAX_BYTES)?
+            }
+            Field::CircuitBreakerEnabled => s.circuit_breaker_enabled = self.boolean()?,
+            Field::CircuitBreakerFailureThreshold => {
+                s.circuit_breaker_failure_threshold = self.uint_as(BREAKER_THRESHOLD)?
+            }
+            Field::CircuitBreakerTimeout => {
+                s.circuit_breaker_timeout = self.duration(HTTP_TIMEOUT)?
             }
             Field::LogLevel => {
                 s.log_level = self.parsed(value::LOG_LEVEL_ALLOWED, value::parse_log_level)?

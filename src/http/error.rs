@@ -34,11 +34,25 @@ pub enum ErrorCode {
     UnsupportedTransferEncoding,
     /// E014 (404): the guide is disabled (`XG2G_EPG_ENABLED=false`).
     GuideDisabled,
+    /// E015 (400): the path does not hold a valid service reference (or picon name).
+    InvalidRef,
+    /// E016 (404): the service reference is not a channel of the lineup.
+    UnknownChannel,
+    /// E017 (502): the receiver did not deliver an MPEG-TS stream for the channel.
+    StreamOpenFailed,
+    /// E018 (503): every tuner is busy (`XG2G_MAX_STREAMS` channels are streaming).
+    TunerLimit,
+    /// E019 (503): the receiver's stream ports are failing; the circuit breaker is open.
+    ReceiverUnavailable,
+    /// E020 (404): the receiver has no picon for this channel.
+    PiconNotFound,
+    /// E021 (502): the picon could not be fetched from the receiver.
+    PiconFetchFailed,
 }
 
 impl ErrorCode {
     /// Every code, in code order (the README table and its test use this).
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::RateLimited,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -53,6 +67,13 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::UnsupportedTransferEncoding,
         ErrorCode::GuideDisabled,
+        ErrorCode::InvalidRef,
+        ErrorCode::UnknownChannel,
+        ErrorCode::StreamOpenFailed,
+        ErrorCode::TunerLimit,
+        ErrorCode::ReceiverUnavailable,
+        ErrorCode::PiconNotFound,
+        ErrorCode::PiconFetchFailed,
     ];
 
     /// The stable code, e.g. `E005`.
@@ -72,6 +93,13 @@ impl ErrorCode {
             ErrorCode::Internal => "E012",
             ErrorCode::UnsupportedTransferEncoding => "E013",
             ErrorCode::GuideDisabled => "E014",
+            ErrorCode::InvalidRef => "E015",
+            ErrorCode::UnknownChannel => "E016",
+            ErrorCode::StreamOpenFailed => "E017",
+            ErrorCode::TunerLimit => "E018",
+            ErrorCode::ReceiverUnavailable => "E019",
+            ErrorCode::PiconNotFound => "E020",
+            ErrorCode::PiconFetchFailed => "E021",
         }
     }
 
@@ -81,10 +109,17 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::TokenNotConfigured => 403,
-            ErrorCode::NotFound | ErrorCode::GuideDisabled => 404,
+            ErrorCode::NotFound
+            | ErrorCode::GuideDisabled
+            | ErrorCode::UnknownChannel
+            | ErrorCode::PiconNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::NotReady | ErrorCode::ServerBusy => 503,
-            ErrorCode::BadRequest => 400,
+            ErrorCode::NotReady
+            | ErrorCode::ServerBusy
+            | ErrorCode::TunerLimit
+            | ErrorCode::ReceiverUnavailable => 503,
+            ErrorCode::BadRequest | ErrorCode::InvalidRef => 400,
+            ErrorCode::StreamOpenFailed | ErrorCode::PiconFetchFailed => 502,
             ErrorCode::HeadTooLarge => 431,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::Internal => 500,
@@ -111,6 +146,15 @@ impl ErrorCode {
                 "transfer-encoded request bodies are not supported"
             }
             ErrorCode::GuideDisabled => "the guide is disabled (XG2G_EPG_ENABLED=false)",
+            ErrorCode::InvalidRef => "not a valid service reference",
+            ErrorCode::UnknownChannel => "no such channel in the lineup",
+            ErrorCode::StreamOpenFailed => "the receiver did not deliver a stream for this channel",
+            ErrorCode::TunerLimit => "all tuners are busy",
+            ErrorCode::ReceiverUnavailable => {
+                "the receiver's stream ports are failing (circuit breaker open)"
+            }
+            ErrorCode::PiconNotFound => "no picon for this channel",
+            ErrorCode::PiconFetchFailed => "the picon could not be fetched from the receiver",
         }
     }
 

@@ -238,7 +238,7 @@ pub fn json_response(status: u16, value: &serde_json::Value) -> Response {
 
 /// Serves one file with ETag/Last-Modified and conditional GET; a missing file means the
 /// first refresh has not produced it yet (503).
-fn serve_file(req: &Request, path: &Path, content_type: &str) -> Response {
+pub(crate) fn serve_file(req: &Request, path: &Path, content_type: &str) -> Response {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -1,0 +1,1 @@
+//! Protection against overload: the circuit breaker (and, later, the token-bucket limiter).

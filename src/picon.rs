@@ -1,0 +1,1 @@
+//! Channel logos: fetched from the receiver once, kept in a bounded on-disk cache.

@@ -1,0 +1,1 @@
+//! The stream proxy: one upstream per channel, fanned out to many clients.
