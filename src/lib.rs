@@ -7,6 +7,7 @@ pub mod config;
 pub mod guide;
 pub mod http;
 pub mod limit;
+pub mod lineup;
 pub mod metrics;
 pub mod picon;
 pub mod receiver;

@@ -16,9 +16,12 @@ use smol::stream::StreamExt;
 use xg2g::config::Settings;
 use xg2g::http::routes::{App, Router, Routes};
 use xg2g::http::{self, ServerLimits, ServerStats};
+use xg2g::lineup::{Lineup, LineupStore};
 use xg2g::metrics::Metrics;
+use xg2g::picon::{PiconCache, PiconConfig};
 use xg2g::refresh::Refresher;
 use xg2g::sim::{Fault, SimConfig, Simulator};
+use xg2g::stream::StreamService;
 
 const USAGE: &str = "\
 usage: xg2g [--config FILE] [serve]     run the daemon (settings: XG2G_* environment)
@@ -244,9 +247,10 @@ async fn daemon(settings: Arc<Settings>, ex: Arc<Executor<'static>>) -> anyhow::
     let (shutdown_tx, shutdown_rx) = smol::channel::bounded::<()>(1);
     let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])
         .context("installing signal handlers")?;
-    let refresher = start_daemon(&settings, &ex, &mut life, shutdown_rx).await?;
-    wait_for_stop(signals, &refresher).await;
+    let app = start_daemon(&settings, &ex, &mut life, shutdown_rx).await?;
+    wait_for_stop(signals, &app.refresher).await;
     log::info!("event=shutdown");
+    app.streams.shutdown(); // upstreams close, stream clients get their end
     drop(shutdown_tx); // servers stop accepting, open connections are cut
     life.stop().await;
     Ok(())
@@ -257,7 +261,7 @@ async fn start_daemon(
     ex: &Arc<Executor<'static>>,
     life: &mut Lifecycle,
     shutdown: http::ShutdownSignal,
-) -> anyhow::Result<Arc<Refresher>> {
+) -> anyhow::Result<Arc<App>> {
     let dir = settings.data_dir.clone();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the data folder {}", dir.display()))?;
@@ -265,12 +269,29 @@ async fn start_daemon(
 
     let server_stats = ServerStats::default();
     let metrics = Arc::new(Metrics::new(&server_stats));
-    let refresher = Refresher::new(settings.clone(), metrics.clone(), ex.clone())
-        .context("setting up the receiver client")?;
+    // The last good lineup lets streams work before the first refresh.
+    let lineup_dir = dir.clone();
+    let saved = smol::unblock(move || Lineup::load(&lineup_dir)).await;
+    let lineup = LineupStore::new(saved.unwrap_or_default());
+    let refresher = Refresher::new(
+        settings.clone(),
+        lineup.clone(),
+        metrics.clone(),
+        ex.clone(),
+    )
+    .context("setting up the receiver client")?;
+    let streams = StreamService::new(settings, lineup, metrics.clone(), ex.clone())
+        .map_err(|e| anyhow::anyhow!("setting up the stream proxy: {e}"))?;
+    let picon_config = PiconConfig::from_settings(settings);
+    let picons = smol::unblock(move || PiconCache::new(picon_config))
+        .await
+        .context("setting up the picon cache")?;
     let app = Arc::new(App {
         settings: settings.clone(),
         refresher: refresher.clone(),
         metrics,
+        streams: Arc::new(streams),
+        picons: Arc::new(picons),
         started: Instant::now(),
     });
     let limits = ServerLimits {
@@ -325,8 +346,8 @@ async fn start_daemon(
             ),
         );
     }
-    life.start(ex, "refresh", refresher.clone().run());
-    Ok(refresher)
+    life.start(ex, "refresh", refresher.run());
+    Ok(app)
 }
 
 /// Waits for SIGTERM/SIGINT. SIGHUP (reload) triggers a refresh: until settings can be

@@ -40,6 +40,27 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// Label naming a thing: a breaker, a port kind, a failure reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabel {
+    /// The name (bounded set of values).
+    pub name: String,
+}
+
+/// Label of stream open failures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `connect`, `timeout`, `http_status`, `not_ts`, `empty`, `breaker_open`, `tuner_limit`, ...
+    pub reason: String,
+}
+
+/// Label of the receiver port a stream came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortLabel {
+    /// `direct` (XG2G_STREAM_PORT) or `relay` (XG2G_RELAY_PORT).
+    pub port: String,
+}
+
 /// Label holding the version.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
@@ -65,6 +86,26 @@ pub struct Metrics {
     pub receiver_duration: Histogram,
     /// HTTP requests served by route and status.
     pub http_requests: Family<HttpLabels, Counter>,
+    /// Upstream stream connections open now (lingering ones included).
+    pub stream_upstreams: Gauge,
+    /// Stream clients connected now.
+    pub stream_clients: Gauge,
+    /// Stream bytes handed to clients.
+    pub stream_bytes_out: Counter,
+    /// Stream clients disconnected because they fell behind their buffer.
+    pub stream_clients_dropped_slow: Counter,
+    /// Time from asking the receiver for a stream to its first bytes.
+    pub stream_open_seconds: Histogram,
+    /// Upstreams opened, by receiver port.
+    pub stream_opens: Family<PortLabel, Counter>,
+    /// Failed stream opens (per port attempt), by reason.
+    pub stream_open_failures: Family<ReasonLabel, Counter>,
+    /// Circuit breaker state: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<NameLabel, Gauge>,
+    /// Circuit breaker state changes.
+    pub breaker_transitions: Family<NameLabel, Counter>,
+    /// Picon requests by result (`hit`, `miss`, `not_found`, `error`, `invalid`).
+    pub picon_requests: Family<ResultLabel, Counter>,
     /// Resident memory of this process, sampled at scrape time.
     rss: Gauge,
 }
@@ -85,6 +126,17 @@ impl Metrics {
             Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         let http_requests = Family::<HttpLabels, Counter>::default();
         let rss = Gauge::default();
+        let stream_upstreams = Gauge::default();
+        let stream_clients = Gauge::default();
+        let stream_bytes_out = Counter::default();
+        let stream_clients_dropped_slow = Counter::default();
+        let stream_open_seconds =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let stream_opens = Family::<PortLabel, Counter>::default();
+        let stream_open_failures = Family::<ReasonLabel, Counter>::default();
+        let breaker_state = Family::<NameLabel, Gauge>::default();
+        let breaker_transitions = Family::<NameLabel, Counter>::default();
+        let picon_requests = Family::<ResultLabel, Counter>::default();
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -150,6 +202,56 @@ impl Metrics {
             "Resident memory of the daemon",
             rss.clone(),
         );
+        registry.register(
+            "stream_upstreams",
+            "Upstream stream connections to the receiver open now",
+            stream_upstreams.clone(),
+        );
+        registry.register(
+            "stream_clients",
+            "Stream clients connected now",
+            stream_clients.clone(),
+        );
+        registry.register(
+            "stream_bytes_out",
+            "Stream bytes handed to clients",
+            stream_bytes_out.clone(),
+        );
+        registry.register(
+            "stream_clients_dropped_slow",
+            "Stream clients disconnected because they fell behind their buffer",
+            stream_clients_dropped_slow.clone(),
+        );
+        registry.register(
+            "stream_open_seconds",
+            "Time from asking the receiver for a stream to its first bytes",
+            stream_open_seconds.clone(),
+        );
+        registry.register(
+            "stream_opens",
+            "Upstreams opened, by receiver port (direct or relay)",
+            stream_opens.clone(),
+        );
+        registry.register(
+            "stream_open_failures",
+            "Failed stream open attempts, by reason",
+            stream_open_failures.clone(),
+        );
+        registry.register(
+            "circuit_breaker_state",
+            "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "circuit_breaker_transitions",
+            "Circuit breaker state changes",
+            breaker_transitions.clone(),
+        );
+        registry.register(
+            "picon_requests",
+            "Picon requests by result",
+            picon_requests.clone(),
+        );
         registry.register("build_info", "Version of the running daemon", build_info);
         Metrics {
             registry,
@@ -161,6 +263,16 @@ impl Metrics {
             receiver_requests,
             receiver_duration,
             http_requests,
+            stream_upstreams,
+            stream_clients,
+            stream_bytes_out,
+            stream_clients_dropped_slow,
+            stream_open_seconds,
+            stream_opens,
+            stream_open_failures,
+            breaker_state,
+            breaker_transitions,
+            picon_requests,
             rss,
         }
     }
@@ -171,6 +283,15 @@ impl Metrics {
             .get_or_create(&HttpLabels {
                 route: route.to_string(),
                 status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed stream open attempt.
+    pub fn count_open_failure(&self, reason: &str) {
+        self.stream_open_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
             })
             .inc();
     }

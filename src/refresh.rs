@@ -6,7 +6,7 @@
 //! the log and the metrics; the EPG streams from the receiver to the spool file without
 //! ever being held whole in memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +21,7 @@ use smol::future::FutureExt;
 use crate::config::{EpgSource, Settings};
 use crate::guide::{ChannelEntry, GuideWriter};
 use crate::http::percent_encode;
+use crate::lineup::{Lineup, LineupChannel, LineupStore};
 use crate::metrics::{Metrics, ReceiverLabels, ResultLabel};
 use crate::receiver::{self, Bouquet, Channel, Event, Receiver, ReceiverConfig, RequestOutcome};
 
@@ -91,6 +92,7 @@ pub enum Triggered {
 pub struct Refresher {
     settings: Arc<Settings>,
     receiver: Receiver,
+    lineup: Arc<LineupStore>,
     metrics: Arc<Metrics>,
     ex: Arc<Executor<'static>>,
     status: Mutex<RefreshStatus>,
@@ -102,6 +104,7 @@ impl Refresher {
     /// Builds the refresher and its receiver client.
     pub fn new(
         settings: Arc<Settings>,
+        lineup: Arc<LineupStore>,
         metrics: Arc<Metrics>,
         ex: Arc<Executor<'static>>,
     ) -> Result<Arc<Refresher>, receiver::Error> {
@@ -121,6 +124,7 @@ impl Refresher {
         Ok(Arc::new(Refresher {
             settings,
             receiver,
+            lineup,
             metrics,
             ex,
             status: Mutex::new(RefreshStatus::default()),
@@ -263,6 +267,7 @@ impl Refresher {
             return Err(RefreshError::NoChannels);
         }
 
+        let relay = self.relay_whitelist().await;
         let public = self.public_base();
         let entries: Vec<ChannelEntry> = channels
             .iter()
@@ -302,14 +307,56 @@ impl Refresher {
             let stats = smol::unblock(move || writer.finish()).await?;
             programmes = stats.programmes;
         }
+        let tuners = about
+            .as_ref()
+            .map(|a| a.tuners)
+            .filter(|t| *t > 0)
+            .or(self.lineup.get().tuners);
+        let lineup = Lineup::new(
+            tuners,
+            channels
+                .iter()
+                .zip(&entries)
+                .map(|(c, e)| LineupChannel {
+                    number: e.number,
+                    name: c.name.clone(),
+                    sref: c.sref.clone(),
+                    relay: relay.contains(&receiver::canonical_ref(&c.sref)),
+                })
+                .collect(),
+        );
         let dir: PathBuf = s.data_dir.clone();
         let channel_count = entries.len();
-        smol::unblock(move || crate::guide::write_playlist(&dir, &guide_url, &entries)).await?;
+        let lineup = smol::unblock(move || {
+            crate::guide::write_playlist(&dir, &guide_url, &entries)?;
+            lineup.save(&dir)?;
+            Ok::<_, std::io::Error>(lineup)
+        })
+        .await?;
+        self.lineup.set(lineup);
         Ok(Summary {
             channels: channel_count,
             programmes,
             about,
         })
+    }
+
+    /// Canonical refs of the receiver's stream-relay whitelist. When the receiver cannot
+    /// say, the last lineup's flags stand (a transient error must not move channels).
+    async fn relay_whitelist(&self) -> HashSet<String> {
+        match self.receiver.stream_relay_whitelist().await {
+            Ok(refs) => refs.into_iter().collect(),
+            Err(e) => {
+                log::warn!("event=relay_whitelist_failed error=\"{e}\"");
+                self.lineup
+                    .get()
+                    .channels
+                    .iter()
+                    .filter(|c| c.relay)
+                    .map(|c| receiver::canonical_ref(&c.sref))
+                    .collect()
+            }
+        }
     }
 
     async fn epg_by_bouquet(
@@ -390,10 +437,13 @@ impl Refresher {
 
     fn entry(&self, i: usize, c: &Channel, public: &str) -> ChannelEntry {
         let s = &self.settings;
-        let picon_base = s
-            .picon_base
-            .clone()
-            .unwrap_or_else(|| format!("{}/picon", s.owi_base));
+        let picon_base = if s.use_proxy_urls {
+            format!("{public}/picon")
+        } else {
+            s.picon_base
+                .clone()
+                .unwrap_or_else(|| format!("{}/picon", s.owi_base))
+        };
         let stream_url = if s.use_proxy_urls {
             format!("{public}/stream/{}", percent_encode(&c.sref))
         } else {

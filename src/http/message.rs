@@ -104,6 +104,16 @@ impl std::fmt::Debug for Body {
     }
 }
 
+/// Completes when the server must stop sending a response body and close the
+/// connection (a stream client that fell too far behind), even mid-write.
+pub struct Abort(pub Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl std::fmt::Debug for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Abort")
+    }
+}
+
 /// A response a handler returns; the server adds `Content-Length`/`Transfer-Encoding`,
 /// `Date`-less minimal framing and `Connection`.
 #[derive(Debug)]
@@ -117,6 +127,8 @@ pub struct Response {
     /// Close the connection after this response; a `Stream` body is then sent
     /// close-delimited, unbuffered (what MPEG-TS clients expect).
     pub close: bool,
+    /// Cuts a `Stream` body off when it completes.
+    pub abort: Option<Abort>,
 }
 
 impl Response {
@@ -127,6 +139,7 @@ impl Response {
             headers: Vec::new(),
             body: Body::Empty,
             close: false,
+            abort: None,
         }
     }
 

@@ -6,5 +6,5 @@ pub mod routes;
 mod server;
 
 pub use error::ErrorCode;
-pub use message::{Body, Handler, Request, Response, percent_decode, percent_encode};
+pub use message::{Abort, Body, Handler, Request, Response, percent_decode, percent_encode};
 pub use server::{ServerLimits, ServerStats, ShutdownSignal, bind, serve, with_timeout};

@@ -16,7 +16,9 @@ use super::error::ErrorCode;
 use super::message::{Body, Handler, Request, Response};
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::picon::PiconCache;
 use crate::refresh::{Refresher, Triggered, wait_for_completion};
+use crate::stream::{StreamError, StreamService};
 
 /// The state the routes need; built once in `main`.
 pub struct App {
@@ -26,6 +28,10 @@ pub struct App {
     pub refresher: Arc<Refresher>,
     /// The metric families.
     pub metrics: Arc<Metrics>,
+    /// The stream proxy.
+    pub streams: Arc<StreamService>,
+    /// The picon cache.
+    pub picons: Arc<PiconCache>,
     /// When the daemon started (for uptime).
     pub started: Instant,
 }
@@ -71,6 +77,8 @@ impl Router {
             "/api/v1/status" if main => ("status", "GET, HEAD"),
             "/api/v1/refresh" if main => ("refresh", "POST"),
             "/metrics" if metrics_here => ("metrics", "GET, HEAD"),
+            p if main && p.starts_with("/stream/") => ("stream", "GET, HEAD"),
+            p if main && p.starts_with("/picon/") => ("picon", "GET, HEAD"),
             _ => return ("not_found", ErrorCode::NotFound.response()),
         };
         let method_ok = if allowed == "POST" {
@@ -94,6 +102,11 @@ impl Router {
             "readyz" => self.readyz(req),
             "status" => self.status(),
             "refresh" => self.refresh(req).await,
+            "stream" => self.stream(req, path.get("/stream/".len()..).unwrap_or_default()).await,
+            "picon" => {
+                let tail = path.get("/picon/".len()..).unwrap_or_default();
+                self.app.picons.respond(req, tail).await
+            }
             _ => Response::bytes(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -101,6 +114,33 @@ impl Router {
             ),
         };
         (route, resp)
+    }
+
+    /// `/stream/<ref>`: HEAD answers here; GET answers once the upstream delivers, with
+    /// the head written by us and the body close-delimited and unbuffered.
+    async fn stream(&self, req: &Request, tail: &str) -> Response {
+        let streams = &self.app.streams;
+        let channel = match streams.resolve(tail) {
+            Ok(c) => c,
+            Err(e) => return stream_error(&e),
+        };
+        let head = Response::empty(200)
+            .with_header("Content-Type", "video/mp2t")
+            .with_header("Cache-Control", "no-store");
+        if req.method == "HEAD" {
+            // No length: an empty stream body makes the server send neither
+            // Content-Length nor chunking for HEAD.
+            return head.with_body(Body::Stream(Box::pin(smol::io::empty())));
+        }
+        match streams.open(&channel).await {
+            Ok(opened) => {
+                let mut resp = head.with_body(Body::Stream(Box::pin(opened.body)));
+                resp.close = true;
+                resp.abort = Some(opened.abort);
+                resp
+            }
+            Err(e) => stream_error(&e),
+        }
     }
 
     fn file(&self, req: &Request, name: &str, content_type: &str, guide: bool) -> Response {
@@ -164,6 +204,7 @@ impl Router {
             "channels": st.channels,
             "programmes": st.programmes,
             "epg_enabled": s.epg_enabled,
+            "streams": self.app.streams.status(),
         });
         json_response(200, &body)
     }
@@ -228,6 +269,20 @@ impl Handler for Router {
             );
             resp
         })
+    }
+}
+
+/// The error answer for a stream that cannot be served.
+fn stream_error(e: &StreamError) -> Response {
+    let resp = e.code().response();
+    match e {
+        // What HDHomeRun tuners answer when all tuners are in use; Plex shows it.
+        StreamError::TunerLimit { .. } => resp.with_header("X-HDHomeRun-Error", "805"),
+        StreamError::Unavailable { retry_after } => resp.with_header(
+            "Retry-After",
+            retry_after.as_secs().max(1).to_string(),
+        ),
+        _ => resp,
     }
 }
 

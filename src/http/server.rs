@@ -479,6 +479,7 @@ impl Connection {
                 }
             }
             Body::Stream(mut reader) => {
+                let pump = async {
                 let mut chunk = vec![0u8; 32 * 1024];
                 loop {
                     let n = reader.read(&mut chunk).await?;
@@ -496,6 +497,18 @@ impl Connection {
                 }
                 if chunked {
                     with_timeout(timeout, self.stream.write_all(b"0\r\n\r\n")).await?;
+                }
+                Ok(())
+                };
+                match resp.abort {
+                    Some(abort) => {
+                        pump.or(async {
+                            abort.0.await;
+                            Err(io::Error::other("response aborted"))
+                        })
+                        .await?
+                    }
+                    None => pump.await?,
                 }
             }
         }

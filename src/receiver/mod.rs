@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use error::Error;
 pub use model::{About, Bouquet, Channel, Event};
-pub use sref::{EntryKind, canonical_ref, entry_kind, picon_name};
+pub use sref::{EntryKind, MAX_REF_LEN, canonical_ref, entry_kind, is_valid_service_ref, picon_name};
 pub use text::{clean_description, clean_name, decode_entities};
 
 use body::{BodyRead, Charset};
@@ -323,6 +323,16 @@ impl Receiver {
         result.map(|_| state.1)
     }
 
+    /// The receiver's `/etc/enigma2/whitelist_streamrelay`: canonical refs of channels that
+    /// must be streamed through the stream relay. A box without the file (404) has none.
+    pub async fn stream_relay_whitelist(&self) -> Result<Vec<String>, Error> {
+        let path = "/file?file=%2Fetc%2Fenigma2%2Fwhitelist_streamrelay".to_string();
+        match self.fetch("whitelist", path, |_: &mut (), r| ref_lines(r)).await {
+            Err(Error::Status { status: 404, .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
     /// [`Receiver::fetch_with`] for answers parsed whole.
     async fn fetch<T: Send + 'static>(
         &self,
@@ -421,6 +431,27 @@ impl Receiver {
         )
         .await
     }
+}
+
+/// Most refs read from a whitelist file; a real one lists a few dozen.
+const MAX_WHITELIST_REFS: usize = 10_000;
+
+/// One service ref per line (blank lines and `#` comments skipped), canonical form.
+fn ref_lines(r: BodyRead) -> serde_json::Result<Vec<String>> {
+    use std::io::BufRead as _;
+    let mut refs = Vec::new();
+    for line in r.split(b'\n') {
+        let line = line.map_err(serde_json::Error::io)?;
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || entry_kind(line) == EntryKind::Skip {
+            continue;
+        }
+        if refs.len() < MAX_WHITELIST_REFS {
+            refs.push(canonical_ref(line));
+        }
+    }
+    Ok(refs)
 }
 
 /// OpenWebIF passes `endTime` to Enigma2's EPG cache as a window length in *minutes*

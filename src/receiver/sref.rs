@@ -83,6 +83,40 @@ pub fn picon_name(sref: &str) -> String {
     out
 }
 
+/// Longest service reference accepted from a client (an alternatives group with a long
+/// bouquet file name is about 90 characters).
+pub const MAX_REF_LEN: usize = 256;
+
+/// True when `sref` is a service reference a client may ask to stream: ten `:`-separated
+/// fields (decimal type and flags, eight hex fields of 1 to 8 digits), then optionally a
+/// path and a name made of printable ASCII without `/`, backslash, `@`, `%` or `..`, at most
+/// [`MAX_REF_LEN`] bytes. Nothing that could name another host, port or file passes.
+pub fn is_valid_service_ref(sref: &str) -> bool {
+    if sref.is_empty() || sref.len() > MAX_REF_LEN || sref.contains("..") {
+        return false;
+    }
+    let mut fields = sref.split(':');
+    for i in 0..10 {
+        let Some(field) = fields.next() else {
+            return false;
+        };
+        let ok = if i < 2 {
+            (1..=5).contains(&field.len()) && field.bytes().all(|b| b.is_ascii_digit())
+        } else {
+            (1..=8).contains(&field.len()) && field.bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        if !ok {
+            return false;
+        }
+    }
+    let rest: Vec<&str> = fields.collect();
+    rest.len() <= 2
+        && rest.iter().all(|part| {
+            part.bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && !matches!(b, b'/' | b'\\' | b'@' | b'%'))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +170,36 @@ mod tests {
         );
         assert_eq!(canonical_ref("1:0"), "1:0:");
         assert_eq!(canonical_ref(""), "");
+    }
+
+    #[test]
+    fn stream_refs_are_validated() {
+        for good in [
+            "1:0:19:283D:3FB:1:C00000:0:0:0:",
+            "1:0:19:283d:3fb:1:c00000:0:0:0",
+            "1:0:1:6DCA:44D:1:C00000:0:0:0::Das Erste",
+            r#"1:134:1:0:0:0:0:0:0:0:FROM BOUQUET "alternatives.x.tv" ORDER BY bouquet"#,
+        ] {
+            assert!(is_valid_service_ref(good), "{good}");
+        }
+        let long = format!("1:0:1:0:0:0:0:0:0:0:{}", "a".repeat(300));
+        for bad in [
+            "",
+            "1:0:19",
+            "1:0:19:283D:3FB:1:C00000:0:0",
+            "x:0:19:283D:3FB:1:C00000:0:0:0:",
+            "1:0:19:283G:3FB:1:C00000:0:0:0:",
+            "1:0:19:123456789:3FB:1:C00000:0:0:0:",
+            "1:0:19:283D:3FB:1:C00000:0:0:0:../../etc/passwd",
+            "1:0:19:283D:3FB:1:C00000:0:0:0:http%3a//evil/x",
+            "1:0:19:283D:3FB:1:C00000:0:0:0:a/b",
+            "1:0:19:283D:3FB:1:C00000:0:0:0:user@host",
+            "1:0:19:283D:3FB:1:C00000:0:0:0:a:b:c",
+            "1:0:19:283D:3FB:1:C00000:0:0:0:\n",
+            long.as_str(),
+        ] {
+            assert!(!is_valid_service_ref(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -207,8 +207,12 @@ pub const TOKEN: &str = "test-token";
 
 impl Daemon {
     /// Starts `xg2g serve` against `sim` with `data` as its folder and extra env.
+    /// The sim's stream ports are passed on; `env` may override them.
     pub fn start(sim: &Sim, data: &Path, env: &[(&str, &str)]) -> Daemon {
-        Daemon::start_with(&sim.base(), data, env, None)
+        let stream_port = sim.stream.port().to_string();
+        let mut all = vec![("XG2G_STREAM_PORT", stream_port.as_str())];
+        all.extend_from_slice(env);
+        Daemon::start_with(&sim.base(), data, &all, None)
     }
 
     pub fn start_with(

@@ -8,3 +8,4 @@ mod crash;
 mod edge;
 mod faults;
 mod files;
+mod streams;
