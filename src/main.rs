@@ -27,9 +27,12 @@ const USAGE: &str = "\
 usage: xg2g [--config FILE] [serve]     run the daemon (settings: XG2G_* environment)
        xg2g [--config FILE] check-config  validate and print the effective settings
        xg2g [--config FILE] demo          run a simulated receiver and the daemon on it
-       xg2g sim [--listen ADDR] [--stream-listen ADDR] [--channels N] [--days N]
-                [--events-per-day N] [--fault MODE] [--latin1]
+       xg2g sim [--listen ADDR] [--stream-listen ADDR] [--relay-listen ADDR]
+                [--relay-user U --relay-pass P] [--stream-bitrate BITS_PER_S]
+                [--tuners N] [--channels N] [--days N] [--events-per-day N]
+                [--fault MODE] [--latin1]
                                           run only the simulated receiver
+                                          (--stream-bitrate 0: unpaced; --tuners 1..8)
        xg2g --version | --help";
 
 /// Executor threads: few, because nothing on them blocks.
@@ -47,7 +50,9 @@ enum Command {
 struct SimArgs {
     listen: SocketAddr,
     stream_listen: SocketAddr,
-    config: SimConfig,
+    relay_listen: SocketAddr,
+    // Boxed so that `Command` stays small (clippy's large_enum_variant).
+    config: Box<SimConfig>,
 }
 
 struct Cli {
@@ -91,8 +96,10 @@ fn parse_sim_args(parser: &mut lexopt::Parser) -> Result<SimArgs, String> {
     let mut args = SimArgs {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         stream_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        config: SimConfig::default(),
+        relay_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        config: Box::default(),
     };
+    let (mut relay_user, mut relay_pass): (Option<String>, Option<String>) = (None, None);
     fn value<T: std::str::FromStr>(p: &mut lexopt::Parser, name: &str) -> Result<T, String> {
         let raw = p.value().map_err(|e| e.to_string())?;
         let text = raw.to_string_lossy();
@@ -103,6 +110,19 @@ fn parse_sim_args(parser: &mut lexopt::Parser) -> Result<SimArgs, String> {
         match arg {
             Long("listen") => args.listen = value(parser, "listen")?,
             Long("stream-listen") => args.stream_listen = value(parser, "stream-listen")?,
+            Long("relay-listen") => args.relay_listen = value(parser, "relay-listen")?,
+            Long("relay-user") => relay_user = Some(value(parser, "relay-user")?),
+            Long("relay-pass") => relay_pass = Some(value(parser, "relay-pass")?),
+            Long("stream-bitrate") => {
+                args.config.stream_bitrate = Some(value(parser, "stream-bitrate")?);
+            }
+            Long("tuners") => {
+                let n: u32 = value(parser, "tuners")?;
+                if !(1..=8).contains(&n) {
+                    return Err(format!("--tuners: {n} is not from 1 to 8"));
+                }
+                args.config.tuners = n;
+            }
             Long("channels") => args.config.channels = value(parser, "channels")?,
             Long("days") => args.config.days = value(parser, "days")?,
             Long("events-per-day") => args.config.events_per_day = value(parser, "events-per-day")?,
@@ -114,6 +134,11 @@ fn parse_sim_args(parser: &mut lexopt::Parser) -> Result<SimArgs, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
+    args.config.relay_auth = match (relay_user, relay_pass) {
+        (Some(user), Some(pass)) => Some((user, pass)),
+        (None, None) => None,
+        _ => return Err("--relay-user and --relay-pass go together".to_string()),
+    };
     Ok(args)
 }
 
@@ -369,11 +394,17 @@ async fn wait_for_stop(mut signals: Signals, refresher: &Refresher) {
 async fn demo(config: Option<PathBuf>, ex: Arc<Executor<'static>>) -> anyhow::Result<()> {
     let (sim_stop_tx, sim_stop_rx) = smol::channel::bounded::<()>(1);
     let sim = new_simulator(SimConfig::default()).await;
-    let (api, stream) = start_sim(&sim, &ex, sim_stop_rx, localhost(0), localhost(0))?;
+    let (api, stream, relay) = start_sim(
+        &sim,
+        &ex,
+        sim_stop_rx,
+        [localhost(0), localhost(0), localhost(0)],
+    )?;
     let data = std::env::temp_dir().join("xg2g-demo");
     let mut overrides: HashMap<&str, String> = HashMap::new();
     overrides.insert("XG2G_OWI_BASE", format!("http://{api}"));
     overrides.insert("XG2G_STREAM_PORT", stream.port().to_string());
+    overrides.insert("XG2G_RELAY_PORT", relay.port().to_string());
     let env = |key: &str| {
         overrides
             .get(key)
@@ -398,9 +429,10 @@ async fn demo(config: Option<PathBuf>, ex: Arc<Executor<'static>>) -> anyhow::Re
 /// `xg2g sim`: only the simulated receiver; prints its addresses on stdout.
 async fn sim(args: SimArgs, ex: Arc<Executor<'static>>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-    let sim = new_simulator(args.config).await;
-    let (api, stream) = start_sim(&sim, &ex, stop_rx, args.listen, args.stream_listen)?;
-    println!("sim api=http://{api} stream={stream}");
+    let sim = new_simulator(*args.config).await;
+    let addrs = [args.listen, args.stream_listen, args.relay_listen];
+    let (api, stream, relay) = start_sim(&sim, &ex, stop_rx, addrs)?;
+    println!("sim api=http://{api} stream={stream} relay={relay}");
     let mut signals =
         Signals::new([Signal::Term, Signal::Int]).context("installing signal handlers")?;
     let _ = signals.next().await;
@@ -416,17 +448,24 @@ async fn new_simulator(config: SimConfig) -> Simulator {
     Simulator::with_clip(config, clip)
 }
 
+/// Binds the simulator's API, streaming (8001-like) and stream-relay (17999-like)
+/// listeners on `[api, stream, relay]` and serves them until `stop` fires; returns the
+/// bound addresses in the same order.
 fn start_sim(
     sim: &Simulator,
     ex: &Arc<Executor<'static>>,
     stop: http::ShutdownSignal,
-    api_addr: SocketAddr,
-    stream_addr: SocketAddr,
-) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+    [api_addr, stream_addr, relay_addr]: [SocketAddr; 3],
+) -> anyhow::Result<(SocketAddr, SocketAddr, SocketAddr)> {
     let api = http::bind(api_addr).with_context(|| format!("sim listening on {api_addr}"))?;
     let stream =
         http::bind(stream_addr).with_context(|| format!("sim listening on {stream_addr}"))?;
-    let addrs = (api.get_ref().local_addr()?, stream.get_ref().local_addr()?);
+    let relay = http::bind(relay_addr).with_context(|| format!("sim listening on {relay_addr}"))?;
+    let addrs = (
+        api.get_ref().local_addr()?,
+        stream.get_ref().local_addr()?,
+        relay.get_ref().local_addr()?,
+    );
     let limits = ServerLimits::default();
     ex.spawn(http::serve(
         api,
@@ -442,10 +481,14 @@ fn start_sim(
         limits,
         Arc::new(sim.stream_handler()),
         ex.clone(),
-        ServerStats::default(),
-        stop,
+        sim.stream_server_stats(),
+        stop.clone(),
     ))
     .detach();
+    let relay_sim = sim.clone();
+    let relay_ex = ex.clone();
+    ex.spawn(async move { relay_sim.serve_relay(relay, relay_ex, stop).await })
+        .detach();
     Ok(addrs)
 }
 

@@ -7,13 +7,13 @@
 use super::json::{Gen, Style, push_str, push_text};
 use super::layout::{Entry, Layout};
 
-/// `/api/about`: model `sim920` with four tuners.
-pub(crate) fn about(layout: &Layout, now: i64) -> String {
-    let tuners: Vec<serde_json::Value> = ["A", "B", "C", "D"]
-        .iter()
+/// `/api/about`: model `sim920` with `tuners` tuners (named `Tuner A`, `Tuner B`, ...).
+pub(crate) fn about(layout: &Layout, now: i64, tuners: u32) -> String {
+    let tuners: Vec<serde_json::Value> = (b'A'..=b'Z')
+        .take(usize::try_from(tuners).unwrap_or(0))
         .map(|t| {
             serde_json::json!({
-                "name": format!("Tuner {t}"),
+                "name": format!("Tuner {}", char::from(t)),
                 "type": "DVB-S2X NIM(45308X FBC) (DVB-S2X)",
                 "rec": "",
                 "live": "",

@@ -4,37 +4,49 @@
 //! time; it is hostile the way real boxes are (escaped and control-laden names, nested
 //! bouquets, Latin-1 bodies, gzip, faults switchable at run time) but never buffers a
 //! big answer: EPG and endless bodies are generated while they are sent, a few KiB at a
-//! time. The `/sim/...` control endpoints are never affected by faults. It only serves
-//! requests handed to it by the project's HTTP server (`crate::http`).
+//! time. The `/sim/...` control endpoints are never affected by faults. The API and the
+//! streaming port (8001) serve requests handed to them by the project's HTTP server
+//! (`crate::http`); the stream-relay port (17999) has its own small accept loop because
+//! the real one answers with bare-`\n` heads that our server never writes.
 
 mod api;
 mod epg;
 mod json;
 mod layout;
 mod png;
+mod relay;
 mod stream;
 
 pub use stream::{PACKET, is_valid_clip, load_clip};
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::TcpListener;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_io::Async;
 use serde::Serialize;
+use smol::Executor;
 
-use crate::http::{Body, Handler, Request, Response, percent_decode};
+use crate::http::{Body, Handler, Request, Response, ServerStats, ShutdownSignal, percent_decode};
 use json::{Gen, GenBody, Style, TextGen, Wire};
 use layout::{Layout, clean_name};
 
 /// Bytes of a generated body kept by the `malformed` fault before it is cut off.
 const MALFORMED_CUT: usize = 3000;
 
-/// Stream chunks (of 7 packets) sent before the `stall` fault stops a stream.
-const STALL_AFTER_CHUNKS: u32 = 3;
+/// Packets sent before the `stall` fault stops a stream (three chunks of 7).
+const STALL_AFTER_PACKETS: u64 = 3 * 7;
+
+/// Stream time sent before the `eof` fault ends a stream.
+const EOF_AFTER: Duration = Duration::from_secs(1);
+
+/// Tuners reported by `/api/about` at most.
+const MAX_TUNERS: u32 = 8;
 
 /// What a real 8001 port writes into the body when it cannot tune.
 const TUNE_FAILED: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\n";
@@ -43,7 +55,9 @@ const TUNE_FAILED: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\n";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A fault name that is not one of the known modes.
-    #[error("unknown fault mode {0:?} (expected none, slow, http500, malformed, endless or stall)")]
+    #[error(
+        "unknown fault mode {0:?} (expected none, slow, http500, malformed, endless, stall or eof)"
+    )]
     UnknownFault(String),
     /// Making or reading the MPEG-TS clip failed (the embedded clip is used instead).
     #[error("simulator clip: {0}")]
@@ -66,15 +80,18 @@ pub enum Fault {
     Endless,
     /// Streams send their head and a few packets, then nothing, without closing.
     Stall,
+    /// Streams send about one second of packets, then end the body (close).
+    Eof,
 }
 
-const FAULTS: [Fault; 6] = [
+const FAULTS: [Fault; 7] = [
     Fault::None,
     Fault::Slow,
     Fault::Http500,
     Fault::Malformed,
     Fault::Endless,
     Fault::Stall,
+    Fault::Eof,
 ];
 
 impl Fault {
@@ -87,6 +104,7 @@ impl Fault {
             Fault::Malformed => "malformed",
             Fault::Endless => "endless",
             Fault::Stall => "stall",
+            Fault::Eof => "eof",
         }
     }
 
@@ -102,7 +120,7 @@ impl Fault {
 impl FromStr for Fault {
     type Err = Error;
 
-    /// Parses `none|slow|http500|malformed|endless|stall` (case-insensitive, trimmed).
+    /// Parses `none|slow|http500|malformed|endless|stall|eof` (case-insensitive, trimmed).
     fn from_str(s: &str) -> Result<Fault, Error> {
         let t = s.trim();
         FAULTS
@@ -143,6 +161,15 @@ pub struct SimConfig {
     pub slow_delay: Duration,
     /// A fixed clock (Unix seconds) instead of the system time, for reproducible tests.
     pub now: Option<i64>,
+    /// Credentials the stream-relay port demands (HTTP Basic, sent up front); `None`
+    /// serves without. Default none.
+    pub relay_auth: Option<(String, String)>,
+    /// Stream pacing in bit/s on both streaming ports: `None` = the clip's own rate,
+    /// `Some(0)` = unpaced (as fast as the socket takes it), `Some(n)` = n bit/s.
+    /// Default none.
+    pub stream_bitrate: Option<u64>,
+    /// Tuners listed by `/api/about`, clamped to 1..=8. Default 4.
+    pub tuners: u32,
 }
 
 impl Default for SimConfig {
@@ -157,6 +184,9 @@ impl Default for SimConfig {
             seed: 0,
             slow_delay: Duration::from_secs(3),
             now: None,
+            relay_auth: None,
+            stream_bitrate: None,
+            tuners: 4,
         }
     }
 }
@@ -217,12 +247,25 @@ pub(crate) struct Counters {
     pub(crate) epg_events_valid: AtomicU64,
     pub(crate) streams_active: AtomicU64,
     pub(crate) streams_total: AtomicU64,
+    pub(crate) relay_streams_active: AtomicU64,
+    pub(crate) relay_streams_total: AtomicU64,
+    pub(crate) relay_connections: AtomicU64,
+    /// Handed to the HTTP server of the streaming port, which counts what it accepts.
+    stream_server: ServerStats,
 }
 
 impl Counters {
     fn count(&self, e: Endpoint) {
         if let Some(c) = self.requests.get(e.index()) {
             c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The (active, total) stream counters of a port.
+    pub(crate) fn streams(&self, port: stream::Port) -> (&AtomicU64, &AtomicU64) {
+        match port {
+            stream::Port::Stream => (&self.streams_active, &self.streams_total),
+            stream::Port::Relay => (&self.relay_streams_active, &self.relay_streams_total),
         }
     }
 }
@@ -239,10 +282,19 @@ pub struct Stats {
     pub epg_events_valid: u64,
     /// Playable channels (the length of `expected()`).
     pub channels: usize,
-    /// Streams currently open on the streaming handler.
+    /// Streams currently open on the streaming port (8001).
     pub streams_active: u64,
-    /// Streams opened since start (known refs only).
+    /// Streams opened on the streaming port since start (known refs only).
     pub streams_total: u64,
+    /// Connections accepted on the streaming port, failed tunes and bad requests
+    /// included; counted only when the port is served with `Simulator::stream_server_stats`.
+    pub stream_connections_total: u64,
+    /// Streams currently open on the stream-relay port.
+    pub relay_streams_active: u64,
+    /// Streams opened on the stream-relay port since start (whitelisted refs only).
+    pub relay_streams_total: u64,
+    /// Connections accepted on the stream-relay port, refused ones included.
+    pub relay_connections_total: u64,
     /// The current fault mode.
     pub fault: String,
 }
@@ -259,6 +311,8 @@ pub struct ExpectedChannel {
     /// Events of this channel a client keeps (those with a title), for a window that
     /// covers the whole generated schedule: what its guide must show.
     pub kept_events: u64,
+    /// Listed in the receiver's stream-relay whitelist: streams from the relay port.
+    pub relay: bool,
 }
 
 struct Inner {
@@ -267,6 +321,8 @@ struct Inner {
     counters: Arc<Counters>,
     fault: AtomicU8,
     clip: Arc<[u8]>,
+    pace: stream::Pace,
+    /// The rate the `eof` fault's one second is measured in.
     bitrate: u64,
 }
 
@@ -300,7 +356,12 @@ impl Simulator {
             log::warn!("sim clip=embedded reason=\"given clip is not whole MPEG-TS packets\"");
             stream::FALLBACK.to_vec()
         };
-        let bitrate = stream::clip_bitrate(&clip);
+        let clip_rate = stream::clip_bitrate(&clip);
+        let (pace, bitrate) = match cfg.stream_bitrate {
+            None => (stream::Pace::Bitrate(clip_rate), clip_rate),
+            Some(0) => (stream::Pace::Unpaced, clip_rate),
+            Some(n) => (stream::Pace::Bitrate(n), n),
+        };
         let layout = Arc::new(Layout::build(cfg.channels, cfg.seed));
         let fault = AtomicU8::new(cfg.fault.index());
         Simulator {
@@ -310,6 +371,7 @@ impl Simulator {
                 counters: Arc::new(Counters::default()),
                 fault,
                 clip: clip.into(),
+                pace,
                 bitrate,
             }),
         }
@@ -327,6 +389,25 @@ impl Simulator {
         StreamHandler {
             inner: Arc::clone(&self.inner),
         }
+    }
+
+    /// The server statistics to pass to `crate::http::serve` for the streaming port:
+    /// its `accepted` counter is what `Stats::stream_connections_total` reports.
+    pub fn stream_server_stats(&self) -> ServerStats {
+        self.inner.counters.stream_server.clone()
+    }
+
+    /// Serves the stream-relay port on `listener` until `shutdown` fires, then stops
+    /// accepting and cuts open connections. Each connection runs on `ex`; at most
+    /// 256 are open at once (more are closed unanswered); request heads are bounded
+    /// to 8 KiB and 10 s. See the `relay` module for what it answers.
+    pub async fn serve_relay(
+        &self,
+        listener: Async<TcpListener>,
+        ex: Arc<Executor<'static>>,
+        shutdown: ShutdownSignal,
+    ) {
+        relay::serve(Arc::clone(&self.inner), listener, ex, shutdown).await
     }
 
     /// The current fault mode.
@@ -466,6 +547,10 @@ impl Inner {
             channels: self.layout.playable.len(),
             streams_active: c.streams_active.load(Ordering::Relaxed),
             streams_total: c.streams_total.load(Ordering::Relaxed),
+            stream_connections_total: c.stream_server.accepted.get(),
+            relay_streams_active: c.relay_streams_active.load(Ordering::Relaxed),
+            relay_streams_total: c.relay_streams_total.load(Ordering::Relaxed),
+            relay_connections_total: c.relay_connections.load(Ordering::Relaxed),
             fault: self.fault().as_str().to_string(),
         }
     }
@@ -484,6 +569,7 @@ impl Inner {
                     name: clean_name(&s.name, self.cfg.latin1),
                     group: clean_name(&b.name, self.cfg.latin1),
                     kept_events: epg::kept_events(self.cfg.seed, p.service as u64, shape_count),
+                    relay: l.relay.contains(&p.service),
                 })
             })
             .collect()
@@ -507,7 +593,7 @@ impl Inner {
         let style = self.style();
         let l = &self.layout;
         let payload = match ep {
-            Endpoint::About => Payload::Text(api::about(l, self.now())),
+            Endpoint::About => Payload::Text(api::about(l, self.now(), self.tuners())),
             Endpoint::Bouquets => {
                 let radio = req.query_param("stype").is_some_and(|t| t == "radio");
                 let items = api::bouquet_items(l, radio, style);
@@ -691,16 +777,7 @@ impl Inner {
         let sref = percent_decode(req.path.strip_prefix('/').unwrap_or(&req.path));
         let body: Pin<Box<dyn smol::io::AsyncRead + Send>> = match self.layout.service_by_ref(&sref)
         {
-            Some(_) => {
-                let stall = (self.fault() == Fault::Stall).then_some(STALL_AFTER_CHUNKS);
-                let active = stream::Active::new(Arc::clone(&self.counters));
-                Box::pin(stream::TsBody::new(
-                    Arc::clone(&self.clip),
-                    self.bitrate,
-                    stall,
-                    active,
-                ))
-            }
+            Some(_) => Box::pin(self.ts_body(stream::Port::Stream)),
             None => Box::pin(smol::io::Cursor::new(TUNE_FAILED)),
         };
         let mut resp = Response::empty(200)
@@ -708,6 +785,28 @@ impl Inner {
             .with_body(Body::Stream(body));
         resp.close = true;
         resp
+    }
+
+    /// A stream body for `port`, counted there while it lives, shaped by the current
+    /// fault and the configured pacing.
+    fn ts_body(&self, port: stream::Port) -> stream::TsBody {
+        let limit = match self.fault() {
+            Fault::Stall => Some((
+                stream::packets_bytes(STALL_AFTER_PACKETS),
+                stream::Ending::Stall,
+            )),
+            Fault::Eof => Some((
+                stream::packets_bytes(stream::packets_in(self.bitrate, EOF_AFTER)),
+                stream::Ending::Eof,
+            )),
+            _ => None,
+        };
+        let active = stream::Active::new(Arc::clone(&self.counters), port);
+        stream::TsBody::new(Arc::clone(&self.clip), self.pace, limit, active)
+    }
+
+    fn tuners(&self) -> u32 {
+        self.cfg.tuners.clamp(1, MAX_TUNERS)
     }
 }
 

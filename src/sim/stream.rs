@@ -1,9 +1,10 @@
-//! MPEG-TS for the simulated streaming port: the clip (made by ffmpeg or embedded) and a
-//! body that loops it forever, paced to the clip's bitrate.
+//! MPEG-TS for the simulated streaming ports: the clip (made by ffmpeg or embedded) and a
+//! body that loops it, paced to a bitrate or as fast as the reader takes it.
 //!
 //! Rules: a clip is a whole number of 188-byte packets each starting with 0x47; pacing
 //! uses an async timer between chunks of 7 packets (no busy loop); a consumer that falls
-//! behind is not flooded with a catch-up burst longer than `MAX_LAG`.
+//! behind is not flooded with a catch-up burst longer than `MAX_LAG`; an unpaced body
+//! hands out at most 64 KiB per read.
 
 use std::future::Future;
 use std::path::Path;
@@ -179,79 +180,125 @@ pub(crate) fn clip_bitrate(clip: &[u8]) -> u64 {
     rate.clamp(64_000, 50_000_000)
 }
 
-/// Counts a stream as active while it lives.
-pub(crate) struct Active(Arc<Counters>);
+/// Which listener a stream was opened on; each has its own counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Port {
+    /// The streaming port (8001).
+    Stream,
+    /// The stream-relay port (17999).
+    Relay,
+}
+
+/// Counts a stream as active (on its port) while it lives.
+pub(crate) struct Active {
+    counters: Arc<Counters>,
+    port: Port,
+}
 
 impl Active {
-    pub(crate) fn new(counters: Arc<Counters>) -> Active {
-        counters.streams_active.fetch_add(1, Ordering::Relaxed);
-        counters.streams_total.fetch_add(1, Ordering::Relaxed);
-        Active(counters)
+    pub(crate) fn new(counters: Arc<Counters>, port: Port) -> Active {
+        let (active, total) = counters.streams(port);
+        active.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(1, Ordering::Relaxed);
+        Active { counters, port }
     }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.0.streams_active.fetch_sub(1, Ordering::Relaxed);
+        self.counters
+            .streams(self.port)
+            .0
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// The clip looped forever, one chunk of 7 packets per tick of the bitrate's clock.
-pub(crate) struct TsBody {
-    clip: Arc<[u8]>,
-    pos: usize,
-    chunk: Vec<u8>,
-    sent: usize,
+/// How fast a `TsBody` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// As fast as the reader takes it, up to `UNPACED_READ` bytes per read.
+    Unpaced,
+    /// This many bit/s, one chunk of 7 packets per tick.
+    Bitrate(u64),
+}
+
+/// What happens once a `TsBody`'s byte budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Nothing more is produced and the body never ends (the `stall` fault).
+    Stall,
+    /// The body ends (the `eof` fault).
+    Eof,
+}
+
+/// Largest piece an unpaced body hands out per read: big copies, few wake-ups.
+const UNPACED_READ: usize = 64 * 1024;
+
+/// Bytes of one paced chunk.
+const CHUNK_BYTES: usize = CHUNK_PACKETS * PACKET;
+
+/// Bytes of `packets` whole packets.
+pub(crate) fn packets_bytes(packets: u64) -> u64 {
+    packets.saturating_mul(PACKET as u64)
+}
+
+/// Whole packets (at least one) that `bitrate` carries in `span`.
+pub(crate) fn packets_in(bitrate: u64, span: Duration) -> u64 {
+    let bits = u128::from(bitrate) * span.as_millis() / 1000;
+    let packets = bits / (PACKET as u128 * 8);
+    u64::try_from(packets).unwrap_or(u64::MAX).max(1)
+}
+
+/// The pacing clock of a paced body.
+struct Pacer {
     timer: Timer,
     next: Instant,
     interval: Duration,
-    /// The `stall` fault: after this many chunks, send nothing more (connection stays).
-    stall_after: Option<u32>,
-    chunks: u32,
+}
+
+/// The clip looped forever (or until its budget is spent), paced or not.
+pub(crate) struct TsBody {
+    clip: Arc<[u8]>,
+    /// Next byte of the clip to send; always inside the clip.
+    pos: usize,
+    /// Bytes the pacer allows before its next tick (unused when unpaced).
+    credit: usize,
+    pacer: Option<Pacer>,
+    /// Bytes left before `ending` applies; `None` for an endless body.
+    left: Option<u64>,
+    ending: Ending,
     _active: Active,
 }
 
 impl TsBody {
+    /// A body looping `clip` (a valid clip, see `is_valid_clip`); with `limit`, after that
+    /// many bytes (a whole number of packets) the body stalls or ends.
     pub(crate) fn new(
         clip: Arc<[u8]>,
-        bitrate: u64,
-        stall_after: Option<u32>,
+        pace: Pace,
+        limit: Option<(u64, Ending)>,
         active: Active,
     ) -> TsBody {
-        let bits = (CHUNK_PACKETS * PACKET * 8) as u64;
-        let interval = Duration::from_nanos(bits * 1_000_000_000 / bitrate.max(1));
-        let now = Instant::now();
+        let pacer = match pace {
+            Pace::Unpaced => None,
+            Pace::Bitrate(rate) => {
+                let bits = (CHUNK_BYTES * 8) as u64;
+                let now = Instant::now();
+                Some(Pacer {
+                    timer: Timer::at(now),
+                    next: now,
+                    interval: Duration::from_nanos(bits * 1_000_000_000 / rate.max(1)),
+                })
+            }
+        };
         TsBody {
             clip,
             pos: 0,
-            chunk: Vec::with_capacity(CHUNK_PACKETS * PACKET),
-            sent: 0,
-            timer: Timer::at(now),
-            next: now,
-            interval,
-            stall_after,
-            chunks: 0,
+            credit: 0,
+            pacer,
+            left: limit.map(|(n, _)| n),
+            ending: limit.map_or(Ending::Stall, |(_, e)| e),
             _active: active,
-        }
-    }
-
-    /// The next 7 packets of the clip, wrapping around at its end.
-    fn fill_chunk(&mut self) {
-        self.chunk.clear();
-        self.sent = 0;
-        for _ in 0..CHUNK_PACKETS {
-            let packet = match self.clip.get(self.pos..self.pos + PACKET) {
-                Some(p) => p,
-                None => {
-                    self.pos = 0;
-                    match self.clip.get(..PACKET) {
-                        Some(p) => p,
-                        None => return,
-                    }
-                }
-            };
-            self.chunk.extend_from_slice(packet);
-            self.pos += PACKET;
         }
     }
 }
@@ -263,36 +310,56 @@ impl AsyncRead for TsBody {
         buf: &mut [u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        loop {
-            if this.sent < this.chunk.len() {
-                let avail = this.chunk.get(this.sent..).unwrap_or(&[]);
-                let n = avail.len().min(buf.len());
-                if let (Some(dst), Some(src)) = (buf.get_mut(..n), avail.get(..n)) {
-                    dst.copy_from_slice(src);
-                }
-                this.sent += n;
-                return Poll::Ready(Ok(n));
-            }
-            if Pin::new(&mut this.timer).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            if this.stall_after.is_some_and(|n| this.chunks >= n) {
-                // Never fires: the body just stops producing while the connection stays.
-                this.timer = Timer::never();
-                return Poll::Pending;
-            }
-            this.fill_chunk();
-            if this.chunk.is_empty() {
-                return Poll::Ready(Ok(0));
-            }
-            this.chunks = this.chunks.saturating_add(1);
-            this.next += this.interval;
-            let now = Instant::now();
-            if this.next + MAX_LAG < now {
-                this.next = now;
-            }
-            this.timer.set_at(this.next);
+        if this.left == Some(0) {
+            return match this.ending {
+                Ending::Eof => Poll::Ready(Ok(0)),
+                // No waker is registered: the body just stops producing while the
+                // connection stays open, like a receiver that lost its signal.
+                Ending::Stall => Poll::Pending,
+            };
         }
+        let mut want = buf.len().min(UNPACED_READ);
+        if let Some(p) = this.pacer.as_mut() {
+            if this.credit == 0 {
+                if Pin::new(&mut p.timer).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.credit = CHUNK_BYTES;
+                p.next += p.interval;
+                let now = Instant::now();
+                // A consumer that fell far behind gets no catch-up burst.
+                if p.next + MAX_LAG < now {
+                    p.next = now;
+                }
+                p.timer.set_at(p.next);
+            }
+            want = want.min(this.credit);
+        }
+        if let Some(left) = this.left {
+            want = want.min(usize::try_from(left).unwrap_or(usize::MAX));
+        }
+        let avail = match this.clip.get(this.pos..) {
+            Some(a) if !a.is_empty() => a,
+            _ => {
+                this.pos = 0;
+                &this.clip[..]
+            }
+        };
+        let n = want.min(avail.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), avail.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        this.pos += n;
+        if this.pos >= this.clip.len() {
+            this.pos = 0;
+        }
+        if this.pacer.is_some() {
+            this.credit -= n;
+        }
+        if let Some(left) = this.left.as_mut() {
+            *left -= n as u64;
+        }
+        Poll::Ready(Ok(n))
     }
 }
 

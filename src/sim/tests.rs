@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use smol::Executor;
 use smol::io::AsyncReadExt;
 
 use super::*;
@@ -129,6 +130,7 @@ fn client_playlist(h: &dyn Handler, latin1: bool) -> Vec<ExpectedChannel> {
                     name: layout::clean_name(&unescape(name), false),
                     group: group.to_string(),
                     kept_events: 0,
+                    relay: false,
                 });
             }
         }
@@ -177,6 +179,7 @@ fn api_and_expected_playlist_agree() {
             .iter()
             .map(|c| ExpectedChannel {
                 kept_events: 0,
+                relay: false,
                 ..c.clone()
             })
             .collect();
@@ -528,6 +531,25 @@ fn picons_and_relay_whitelist() {
     assert_eq!(lines.len(), 2);
     let known: Vec<String> = sim.expected().into_iter().map(|c| c.sref).collect();
     assert!(lines.iter().all(|l| known.iter().any(|k| k == l)));
+    // `/sim/expected` flags exactly the whitelisted channels.
+    let mut relayed: Vec<String> = sim
+        .expected()
+        .into_iter()
+        .filter(|c| c.relay)
+        .map(|c| c.sref)
+        .collect();
+    relayed.sort();
+    let mut listed = lines.clone();
+    listed.sort();
+    assert_eq!(relayed, listed);
+    let v = get_json(&h, "/sim/expected", "");
+    let flagged = v["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .filter(|c| c["relay"] == true)
+        .count();
+    assert_eq!(flagged, 2);
     assert_eq!(
         call(&h, req("GET", "/file", "file=/etc/passwd", &[])).status,
         404
@@ -638,4 +660,337 @@ fn stall_fault_stops_streams_without_closing() {
         call(&sim.api_handler(), req("GET", "/api/about", "", &[])).status,
         200
     );
+}
+
+#[test]
+fn about_reports_the_configured_tuners() {
+    for (asked, listed) in [(2, 2), (4, 4), (8, 8), (0, 1), (20, 8)] {
+        let sim = Simulator::new(SimConfig {
+            tuners: asked,
+            ..cfg()
+        });
+        let v = get_json(&sim.api_handler(), "/api/about", "");
+        let tuners = v["info"]["tuners"].as_array().expect("tuners");
+        assert_eq!(tuners.len(), listed, "tuners={asked}");
+        assert_eq!(tuners[0]["name"], "Tuner A");
+        assert_eq!(
+            tuners[listed - 1]["name"],
+            format!("Tuner {}", (b'A' + listed as u8 - 1) as char)
+        );
+    }
+}
+
+#[test]
+fn eof_fault_ends_paced_streams_after_about_a_second() {
+    // 1000 packets per second makes "one second" an exact byte count.
+    let sim = Simulator::new(SimConfig {
+        fault: Fault::Eof,
+        stream_bitrate: Some(1000 * 188 * 8),
+        ..cfg()
+    });
+    let sref = sim.expected()[0].sref.clone();
+    let resp = call(
+        &sim.stream_handler(),
+        req("GET", &format!("/{sref}"), "", &[]),
+    );
+    let Body::Stream(mut body) = resp.body else {
+        panic!("stream body");
+    };
+    let t = Instant::now();
+    let data = read_stream(&mut body, usize::MAX, Duration::from_secs(5));
+    let took = t.elapsed();
+    assert_eq!(data.len(), 1000 * 188);
+    assert!(data.chunks(188).all(|p| p[0] == 0x47));
+    assert!(
+        (Duration::from_millis(800)..Duration::from_secs(3)).contains(&took),
+        "{took:?}"
+    );
+    drop(body);
+    assert_eq!(sim.stats().streams_active, 0);
+}
+
+// ---- Real sockets: the streaming port through `crate::http`, the relay's own loop. ----
+
+/// The streaming and relay ports of a simulator on loopback, served by an executor on a
+/// background thread; stopped on drop.
+struct Ports {
+    stream: std::net::SocketAddr,
+    relay: std::net::SocketAddr,
+    stop: Option<smol::channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ports {
+    fn start(sim: &Simulator) -> Ports {
+        let ex = Arc::new(Executor::new());
+        let (stop, stop_rx) = smol::channel::bounded::<()>(1);
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let stream = crate::http::bind(any).expect("bind stream");
+        let relay = crate::http::bind(any).expect("bind relay");
+        let addrs = (
+            stream.get_ref().local_addr().expect("addr"),
+            relay.get_ref().local_addr().expect("addr"),
+        );
+        ex.spawn(crate::http::serve(
+            stream,
+            crate::http::ServerLimits::default(),
+            Arc::new(sim.stream_handler()),
+            ex.clone(),
+            sim.stream_server_stats(),
+            stop_rx.clone(),
+        ))
+        .detach();
+        let (sim2, ex2, rx2) = (sim.clone(), ex.clone(), stop_rx.clone());
+        ex.spawn(async move { sim2.serve_relay(relay, ex2, rx2).await })
+            .detach();
+        let thread = std::thread::spawn(move || {
+            smol::block_on(ex.run(stop_rx.recv())).ok();
+        });
+        Ports {
+            stream: addrs.0,
+            relay: addrs.1,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Ports {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s
+}
+
+/// Sends `head` and reads until the peer closes (or `limit` bytes arrived).
+fn exchange(addr: std::net::SocketAddr, head: &str, limit: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut s = connect(addr);
+    s.write_all(head.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while out.len() < limit {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+const RELAY_HEAD: &[u8] = b"HTTP/1.0 200 OK\nContent-Type: video/mp2t\nConnection: close\n\n";
+
+fn relay_refs(sim: &Simulator) -> (String, String) {
+    let e = sim.expected();
+    let on = e
+        .iter()
+        .find(|c| c.relay)
+        .expect("whitelisted")
+        .sref
+        .clone();
+    let off = e.iter().find(|c| !c.relay).expect("plain").sref.clone();
+    (on, off)
+}
+
+fn get(sref: &str, extra: &str) -> String {
+    format!(
+        "GET /{} HTTP/1.1\r\nHost: sim\r\n{extra}\r\n",
+        crate::http::percent_encode(sref)
+    )
+}
+
+/// Polls `cond` for up to 5 s.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn relay_streams_whitelisted_refs_with_a_bare_lf_head() {
+    let sim = Simulator::new(cfg());
+    let ports = Ports::start(&sim);
+    let (on, off) = relay_refs(&sim);
+    let want = RELAY_HEAD.len() + 188 * 7 * 3;
+    let data = exchange(ports.relay, &get(&on, ""), want);
+    assert!(
+        data.starts_with(RELAY_HEAD),
+        "{:?}",
+        String::from_utf8_lossy(&data)
+    );
+    let body = &data[RELAY_HEAD.len()..];
+    assert!(body.len() >= 188 * 7 * 2);
+    assert!(body.chunks(188).all(|p| p[0] == 0x47));
+    let st = sim.stats();
+    assert_eq!((st.relay_streams_total, st.streams_total), (1, 0));
+    eventually("relay stream closed", || {
+        sim.stats().relay_streams_active == 0
+    });
+
+    // Not whitelisted (or unknown): the failed-tune text as the body of a 200.
+    for sref in [off.as_str(), "1:0:19:1:2:3:C00000:0:0:0:"] {
+        let data = exchange(ports.relay, &get(sref, ""), 1 << 20);
+        assert_eq!(data, [RELAY_HEAD, TUNE_FAILED].concat(), "{sref}");
+    }
+    assert_eq!(sim.stats().relay_streams_total, 1);
+}
+
+#[test]
+fn relay_closes_other_methods_and_bad_heads_unanswered() {
+    let sim = Simulator::new(cfg());
+    let ports = Ports::start(&sim);
+    let (on, _) = relay_refs(&sim);
+    let target = crate::http::percent_encode(&on);
+    for head in [
+        format!("POST /{target} HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+        format!("HEAD /{target} HTTP/1.1\r\n\r\n"),
+        format!("OPTIONS /{target} HTTP/1.0\r\n\r\n"),
+        "\x01\x02 nonsense\r\n\r\n".to_string(),
+        format!("GET /{target} HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000)),
+    ] {
+        let data = exchange(ports.relay, &head, 1 << 20);
+        assert!(
+            data.is_empty(),
+            "{head:.40}: {:?}",
+            String::from_utf8_lossy(&data)
+        );
+    }
+    let st = sim.stats();
+    assert_eq!(st.relay_connections_total, 5);
+    assert_eq!(st.relay_streams_total, 0);
+}
+
+#[test]
+fn relay_demands_credentials_up_front() {
+    let sim = Simulator::new(SimConfig {
+        relay_auth: Some(("root".to_string(), "s3cret".to_string())),
+        ..cfg()
+    });
+    let ports = Ports::start(&sim);
+    let (on, _) = relay_refs(&sim);
+    let wrong = crate::receiver::http_client::basic_auth("root", "nope");
+    for extra in [String::new(), format!("Authorization: {wrong}\r\n")] {
+        let data = exchange(ports.relay, &get(&on, &extra), 1 << 20);
+        assert_eq!(data, b"HTTP/1.0 401 Unauthorized\n\n");
+    }
+    let good = crate::receiver::http_client::basic_auth("root", "s3cret");
+    let data = exchange(
+        ports.relay,
+        &get(&on, &format!("Authorization: {good}\r\n")),
+        RELAY_HEAD.len() + 188,
+    );
+    assert!(data.starts_with(RELAY_HEAD));
+    assert_eq!(data.get(RELAY_HEAD.len()), Some(&0x47));
+    assert_eq!(sim.stats().relay_streams_total, 1);
+}
+
+/// Reads `total` bytes of the body after the head (ending in `head_end`); returns the
+/// bytes per second and checks packet alignment on the way.
+fn measure(addr: std::net::SocketAddr, request: &str, head_end: &[u8], total: usize) -> f64 {
+    use std::io::Write;
+    let mut s = connect(addr);
+    s.write_all(request.as_bytes()).expect("send");
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut head = Vec::new();
+    let first = loop {
+        let n = s.read(&mut buf).expect("read head");
+        assert!(n > 0, "closed in the head");
+        head.extend_from_slice(&buf[..n]);
+        if let Some(i) = head.windows(head_end.len()).position(|w| w == head_end) {
+            break head.split_off(i + head_end.len());
+        }
+    };
+    let t = Instant::now();
+    let mut got = first.len();
+    let mut offset = got % 188;
+    assert!(first.chunks(188).all(|p| p[0] == 0x47));
+    while got < total {
+        let n = s.read(&mut buf).expect("read body");
+        assert!(n > 0, "body ended after {got} bytes");
+        // Packet starts inside this read: alignment over the whole body.
+        let mut i = (188 - offset) % 188;
+        while i < n {
+            assert_eq!(buf[i], 0x47, "sync byte at {}", got + i);
+            i += 188;
+        }
+        got += n;
+        offset = got % 188;
+    }
+    got as f64 / t.elapsed().as_secs_f64()
+}
+
+#[test]
+fn unpaced_streams_run_at_full_speed_on_both_ports() {
+    let sim = Simulator::new(SimConfig {
+        stream_bitrate: Some(0),
+        ..cfg()
+    });
+    let ports = Ports::start(&sim);
+    let (on, _) = relay_refs(&sim);
+    let total = 48 << 20;
+    let relay = measure(ports.relay, &get(&on, ""), b"\n\n", total);
+    let direct = measure(ports.stream, &get(&on, ""), b"\r\n\r\n", total);
+    for (port, rate) in [("relay", relay), ("8001", direct)] {
+        assert!(rate > 50e6, "{port}: {:.1} MB/s", rate / 1e6);
+    }
+}
+
+#[test]
+fn counters_count_per_port() {
+    let sim = Simulator::new(cfg());
+    let ports = Ports::start(&sim);
+    let (on, off) = relay_refs(&sim);
+    // 8001: one stream, one failed tune, one connection without a request.
+    let data = exchange(ports.stream, &get(&on, ""), 4096);
+    assert!(data.starts_with(b"HTTP/1.1 200"));
+    let data = exchange(
+        ports.stream,
+        &get("1:0:19:1:2:3:C00000:0:0:0:", ""),
+        1 << 20,
+    );
+    assert!(data.ends_with(TUNE_FAILED));
+    drop(connect(ports.stream));
+    // Relay: one stream, one failed tune, one refused method.
+    assert!(exchange(ports.relay, &get(&on, ""), 4096).starts_with(RELAY_HEAD));
+    assert!(exchange(ports.relay, &get(&off, ""), 1 << 20).ends_with(TUNE_FAILED));
+    assert!(exchange(ports.relay, "PUT / HTTP/1.0\r\n\r\n", 4096).is_empty());
+    eventually("connections counted and streams closed", || {
+        let st = sim.stats();
+        st.stream_connections_total == 3
+            && st.relay_connections_total == 3
+            && st.streams_active == 0
+            && st.relay_streams_active == 0
+    });
+    let st = sim.stats();
+    assert_eq!((st.streams_total, st.relay_streams_total), (1, 1));
+    assert_eq!(st.requests["stream"], 2);
+    let v = get_json(&sim.api_handler(), "/sim/stats", "");
+    for (key, want) in [
+        ("streams_total", 1),
+        ("stream_connections_total", 3),
+        ("relay_streams_active", 0),
+        ("relay_streams_total", 1),
+        ("relay_connections_total", 3),
+    ] {
+        assert_eq!(v[key], want, "{key}");
+    }
+    // The eof fault ends relay streams too: one second at the clip's rate.
+    sim.set_fault(Fault::Eof);
+    let data = exchange(ports.relay, &get(&on, ""), usize::MAX);
+    let packets = stream::packets_in(
+        stream::clip_bitrate(stream::FALLBACK),
+        Duration::from_secs(1),
+    );
+    assert_eq!(data.len(), RELAY_HEAD.len() + packets as usize * 188);
 }

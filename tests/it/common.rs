@@ -148,14 +148,18 @@ pub fn proc_status_field(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The simulated receiver as its own process.
+/// The simulated receiver as its own process: API, streaming port (8001-like) and
+/// stream-relay port (17999-like), each on its own free loopback port.
 pub struct Sim {
     pub proc: Proc,
     pub api: SocketAddr,
     pub stream: SocketAddr,
+    pub relay: SocketAddr,
 }
 
 impl Sim {
+    /// Starts `xg2g sim` with extra arguments (`--channels 10`, `--fault stall`,
+    /// `--relay-user u --relay-pass p`, `--stream-bitrate 0`, `--tuners 2`, ...).
     pub fn start(args: &[&str]) -> Sim {
         Sim::start_on(args, "127.0.0.1:0")
     }
@@ -169,11 +173,34 @@ impl Sim {
         let line = proc.wait_line("sim api=", Duration::from_secs(60));
         let api = field(&line, "api=http://").parse().expect("sim api addr");
         let stream = field(&line, "stream=").parse().expect("sim stream addr");
-        Sim { proc, api, stream }
+        let relay = field(&line, "relay=").parse().expect("sim relay addr");
+        Sim {
+            proc,
+            api,
+            stream,
+            relay,
+        }
     }
 
     pub fn base(&self) -> String {
         format!("http://{}", self.api)
+    }
+
+    pub fn stream_port(&self) -> u16 {
+        self.stream.port()
+    }
+
+    pub fn relay_port(&self) -> u16 {
+        self.relay.port()
+    }
+
+    /// `XG2G_STREAM_PORT` and `XG2G_RELAY_PORT` pointing a daemon at this simulator's
+    /// streaming ports; pass through `env_refs` to `Daemon::start`.
+    pub fn port_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("XG2G_STREAM_PORT", self.stream_port().to_string()),
+            ("XG2G_RELAY_PORT", self.relay_port().to_string()),
+        ]
     }
 
     pub fn set_fault(&self, mode: &str) {
@@ -186,6 +213,46 @@ impl Sim {
         assert_eq!(r.status, 200, "sim {path}");
         serde_json::from_slice(&r.body).expect("sim json")
     }
+
+    /// `/sim/stats` now.
+    pub fn stats(&self) -> serde_json::Value {
+        self.json("/sim/stats")
+    }
+
+    /// One numeric counter of `/sim/stats` (`streams_total`, `relay_connections_total`,
+    /// ...); panics on an unknown name so a typo cannot pass as zero.
+    pub fn stat(&self, name: &str) -> u64 {
+        let stats = self.stats();
+        stats[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name:?} in {stats}"))
+    }
+
+    /// `/sim/expected` channels (`sref`, `name`, `group`, `kept_events`, `relay`).
+    pub fn expected(&self) -> Vec<serde_json::Value> {
+        self.json("/sim/expected")["channels"]
+            .as_array()
+            .cloned()
+            .expect("expected channels")
+    }
+
+    /// A whitelisted (stream-relay) ref and a plain one.
+    pub fn relay_and_plain_refs(&self) -> (String, String) {
+        let e = self.expected();
+        let pick = |relay: bool| {
+            e.iter()
+                .find(|c| c["relay"] == relay)
+                .and_then(|c| c["sref"].as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("no channel with relay={relay}"))
+        };
+        (pick(true), pick(false))
+    }
+}
+
+/// Borrows owned env pairs (e.g. `Sim::port_env`) as `Daemon::start` wants them.
+pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
