@@ -86,18 +86,27 @@ impl Lineup {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                log::warn!("event=lineup_unreadable path={} error=\"{e}\"", path.display());
+                log::warn!(
+                    "event=lineup_unreadable path={} error=\"{e}\"",
+                    path.display()
+                );
                 return None;
             }
         };
         let mut text = Vec::new();
         let read = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut text);
         if let Err(e) = read {
-            log::warn!("event=lineup_unreadable path={} error=\"{e}\"", path.display());
+            log::warn!(
+                "event=lineup_unreadable path={} error=\"{e}\"",
+                path.display()
+            );
             return None;
         }
         if text.len() as u64 > MAX_FILE_BYTES {
-            log::warn!("event=lineup_unreadable path={} error=\"too large\"", path.display());
+            log::warn!(
+                "event=lineup_unreadable path={} error=\"too large\"",
+                path.display()
+            );
             return None;
         }
         match serde_json::from_slice::<Lineup>(&text) {
@@ -177,7 +186,9 @@ mod tests {
             ],
         );
         assert_eq!(
-            lineup.find("1:0:19:2b66:3f3:1:c00000:0:0:0::Name").map(|c| c.number),
+            lineup
+                .find("1:0:19:2b66:3f3:1:c00000:0:0:0::Name")
+                .map(|c| c.number),
             Some(2)
         );
         assert!(lineup.find("1:0:19:1:1:1:C00000:0:0:0:").is_none());
@@ -196,7 +207,10 @@ mod tests {
     fn the_store_swaps_whole_lineups() {
         let store = LineupStore::new(Lineup::default());
         let before = store.get();
-        store.set(Lineup::new(None, vec![channel(1, "1:0:1:1:1:1:C00000:0:0:0:", false)]));
+        store.set(Lineup::new(
+            None,
+            vec![channel(1, "1:0:1:1:1:1:C00000:0:0:0:", false)],
+        ));
         assert!(before.is_empty());
         assert_eq!(store.get().channels.len(), 1);
     }

@@ -130,8 +130,9 @@ impl Metrics {
         let stream_clients = Gauge::default();
         let stream_bytes_out = Counter::default();
         let stream_clients_dropped_slow = Counter::default();
-        let stream_open_seconds =
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let stream_open_seconds = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         let stream_opens = Family::<PortLabel, Counter>::default();
         let stream_open_failures = Family::<ReasonLabel, Counter>::default();
         let breaker_state = Family::<NameLabel, Gauge>::default();

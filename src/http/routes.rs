@@ -102,7 +102,10 @@ impl Router {
             "readyz" => self.readyz(req),
             "status" => self.status(),
             "refresh" => self.refresh(req).await,
-            "stream" => self.stream(req, path.get("/stream/".len()..).unwrap_or_default()).await,
+            "stream" => {
+                self.stream(req, path.get("/stream/".len()..).unwrap_or_default())
+                    .await
+            }
             "picon" => {
                 let tail = path.get("/picon/".len()..).unwrap_or_default();
                 self.app.picons.respond(req, tail).await
@@ -278,10 +281,9 @@ fn stream_error(e: &StreamError) -> Response {
     match e {
         // What HDHomeRun tuners answer when all tuners are in use; Plex shows it.
         StreamError::TunerLimit { .. } => resp.with_header("X-HDHomeRun-Error", "805"),
-        StreamError::Unavailable { retry_after } => resp.with_header(
-            "Retry-After",
-            retry_after.as_secs().max(1).to_string(),
-        ),
+        StreamError::Unavailable { retry_after } => {
+            resp.with_header("Retry-After", retry_after.as_secs().max(1).to_string())
+        }
         _ => resp,
     }
 }

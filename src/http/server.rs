@@ -480,25 +480,25 @@ impl Connection {
             }
             Body::Stream(mut reader) => {
                 let pump = async {
-                let mut chunk = vec![0u8; 32 * 1024];
-                loop {
-                    let n = reader.read(&mut chunk).await?;
-                    if n == 0 {
-                        break;
+                    let mut chunk = vec![0u8; 32 * 1024];
+                    loop {
+                        let n = reader.read(&mut chunk).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        if chunked {
+                            let size = format!("{n:X}\r\n");
+                            with_timeout(timeout, self.stream.write_all(size.as_bytes())).await?;
+                            with_timeout(timeout, self.stream.write_all(&chunk[..n])).await?;
+                            with_timeout(timeout, self.stream.write_all(b"\r\n")).await?;
+                        } else {
+                            with_timeout(timeout, self.stream.write_all(&chunk[..n])).await?;
+                        }
                     }
                     if chunked {
-                        let size = format!("{n:X}\r\n");
-                        with_timeout(timeout, self.stream.write_all(size.as_bytes())).await?;
-                        with_timeout(timeout, self.stream.write_all(&chunk[..n])).await?;
-                        with_timeout(timeout, self.stream.write_all(b"\r\n")).await?;
-                    } else {
-                        with_timeout(timeout, self.stream.write_all(&chunk[..n])).await?;
+                        with_timeout(timeout, self.stream.write_all(b"0\r\n\r\n")).await?;
                     }
-                }
-                if chunked {
-                    with_timeout(timeout, self.stream.write_all(b"0\r\n\r\n")).await?;
-                }
-                Ok(())
+                    Ok(())
                 };
                 match resp.abort {
                     Some(abort) => {

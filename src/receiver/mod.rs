@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 pub use error::Error;
 pub use model::{About, Bouquet, Channel, Event};
-pub use sref::{EntryKind, MAX_REF_LEN, canonical_ref, entry_kind, is_valid_service_ref, picon_name};
+pub use sref::{
+    EntryKind, MAX_REF_LEN, canonical_ref, entry_kind, is_valid_service_ref, picon_name,
+};
 pub use text::{clean_description, clean_name, decode_entities};
 
 use body::{BodyRead, Charset};
@@ -327,7 +329,10 @@ impl Receiver {
     /// must be streamed through the stream relay. A box without the file (404) has none.
     pub async fn stream_relay_whitelist(&self) -> Result<Vec<String>, Error> {
         let path = "/file?file=%2Fetc%2Fenigma2%2Fwhitelist_streamrelay".to_string();
-        match self.fetch("whitelist", path, |_: &mut (), r| ref_lines(r)).await {
+        match self
+            .fetch("whitelist", path, |_: &mut (), r| ref_lines(r))
+            .await
+        {
             Err(Error::Status { status: 404, .. }) => Ok(Vec::new()),
             other => other,
         }

@@ -236,7 +236,10 @@ impl Hub {
                     wakers.drain(..).for_each(Waker::wake);
                 }
                 Some(Err(e)) => {
-                    log::warn!("event=stream_upstream_error ref=\"{}\" error=\"{e}\"", self.sref);
+                    log::warn!(
+                        "event=stream_upstream_error ref=\"{}\" error=\"{e}\"",
+                        self.sref
+                    );
                     break e.kind();
                 }
                 None => break "stopped",

@@ -333,8 +333,7 @@ impl Inner {
             .values()
             .filter_map(|h| {
                 let st = h.lock();
-                let idle =
-                    !st.stopping && st.clients() == 0 && matches!(st.phase, Phase::Running);
+                let idle = !st.stopping && st.clients() == 0 && matches!(st.phase, Phase::Running);
                 idle.then(|| (Arc::clone(h), st.idle_since.unwrap_or(h.created)))
             })
             .collect();

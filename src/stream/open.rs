@@ -17,8 +17,8 @@ use crate::metrics::{Metrics, NameLabel, PortLabel};
 use crate::receiver::Error as ReceiverError;
 use crate::receiver::http_client::{self, BodyReader, Origin};
 
-use super::ring::looks_like_ts;
 use super::StreamError;
+use super::ring::looks_like_ts;
 
 /// How long a port that worked for a channel (other than its default) is remembered.
 const DETECTION_TTL: Duration = Duration::from_secs(3600);
@@ -101,13 +101,17 @@ impl Ports {
                 name: name.to_string(),
             };
             m.breaker_state.get_or_create(&label).set(0);
-            Breaker::new(name, breaker.clone()).with_observer(Arc::new(move |t: &Transition<'_>| {
-                let label = NameLabel {
-                    name: t.name.to_string(),
-                };
-                m.breaker_state.get_or_create(&label).set(t.to.gauge_value());
-                m.breaker_transitions.get_or_create(&label).inc();
-            }))
+            Breaker::new(name, breaker.clone()).with_observer(Arc::new(
+                move |t: &Transition<'_>| {
+                    let label = NameLabel {
+                        name: t.name.to_string(),
+                    };
+                    m.breaker_state
+                        .get_or_create(&label)
+                        .set(t.to.gauge_value());
+                    m.breaker_transitions.get_or_create(&label).inc();
+                },
+            ))
         };
         Ports {
             direct: base.with_port(direct_port),
@@ -200,7 +204,10 @@ impl Ports {
                 Ok(p) => p,
                 Err(rejected) => {
                     metrics.count_open_failure("breaker_open");
-                    log::debug!("event=stream_port_skipped port={} reason=breaker_open", port.as_str());
+                    log::debug!(
+                        "event=stream_port_skipped port={} reason=breaker_open",
+                        port.as_str()
+                    );
                     retry_after = Some(
                         retry_after.map_or(rejected.retry_after, |r| r.min(rejected.retry_after)),
                     );

@@ -276,8 +276,8 @@ impl Daemon {
     /// Starts `xg2g serve` against `sim` with `data` as its folder and extra env.
     /// The sim's stream ports are passed on; `env` may override them.
     pub fn start(sim: &Sim, data: &Path, env: &[(&str, &str)]) -> Daemon {
-        let stream_port = sim.stream.port().to_string();
-        let mut all = vec![("XG2G_STREAM_PORT", stream_port.as_str())];
+        let ports = sim.port_env();
+        let mut all = env_refs(&ports);
         all.extend_from_slice(env);
         Daemon::start_with(&sim.base(), data, &all, None)
     }

@@ -44,7 +44,11 @@ impl StreamClient {
                 break i;
             }
             let n = sock.read(&mut buf).expect("read head");
-            assert!(n > 0, "closed before head: {:?}", String::from_utf8_lossy(&raw));
+            assert!(
+                n > 0,
+                "closed before head: {:?}",
+                String::from_utf8_lossy(&raw)
+            );
             raw.extend_from_slice(&buf[..n]);
         };
         let head = String::from_utf8_lossy(&raw[..split]).into_owned();
@@ -83,8 +87,9 @@ impl StreamClient {
             match self.sock.read(&mut buf) {
                 Ok(0) => return (started.elapsed(), total),
                 Ok(n) => total += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
                 {
                     panic!("stream still open after {limit:?}")
                 }
@@ -101,19 +106,9 @@ fn assert_aligned(data: &[u8], who: &str) {
     }
 }
 
-fn stats(sim: &Sim) -> serde_json::Value {
-    sim.json("/sim/stats")
-}
-
-fn stat(sim: &Sim, key: &str) -> u64 {
-    stats(sim)[key].as_u64().unwrap_or_else(|| panic!("sim stat {key}"))
-}
-
 /// Channels from the simulator: (ref, relay).
 fn channels(sim: &Sim) -> Vec<(String, bool)> {
-    sim.json("/sim/expected")["channels"]
-        .as_array()
-        .expect("channels")
+    sim.expected()
         .iter()
         .map(|c| {
             (
@@ -182,14 +177,27 @@ fn a_playlist_stream_decodes_with_ffprobe_and_head_opens_nothing() {
     let head = http(daemon.addr, "HEAD", path, &[]);
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-type"), Some("video/mp2t"));
-    assert_eq!(stat(&sim, "stream_connections_total"), 0, "HEAD opened upstream");
+    assert_eq!(
+        sim.stat("stream_connections_total"),
+        0,
+        "HEAD opened upstream"
+    );
 
     let local = format!("http://{}{path}", daemon.addr);
     let (ok, out) = run_tool(
         "ffprobe",
         &[
-            "-v", "error", "-rw_timeout", "15000000", "-analyzeduration", "3000000",
-            "-show_entries", "stream=codec_type,codec_name", "-of", "json", &local,
+            "-v",
+            "error",
+            "-rw_timeout",
+            "15000000",
+            "-analyzeduration",
+            "3000000",
+            "-show_entries",
+            "stream=codec_type,codec_name",
+            "-of",
+            "json",
+            &local,
         ],
         "ffmpeg",
     );
@@ -201,12 +209,22 @@ fn a_playlist_stream_decodes_with_ffprobe_and_head_opens_nothing() {
         .iter()
         .filter_map(|s| s["codec_type"].as_str())
         .collect();
-    assert!(kinds.contains(&"video") && kinds.contains(&"audio"), "{out}");
+    assert!(
+        kinds.contains(&"video") && kinds.contains(&"audio"),
+        "{out}"
+    );
 }
 
 #[test]
 fn clients_of_one_channel_share_one_upstream_and_get_identical_aligned_bytes() {
-    let sim = Sim::start(&["--channels", "6", "--days", "1", "--stream-bitrate", "4000000"]);
+    let sim = Sim::start(&[
+        "--channels",
+        "6",
+        "--days",
+        "1",
+        "--stream-bitrate",
+        "4000000",
+    ]);
     let (_data, daemon) = start(&sim, "stream-share", &[]);
     let path = stream_path(&direct_channels(&sim)[0]);
 
@@ -230,8 +248,12 @@ fn clients_of_one_channel_share_one_upstream_and_get_identical_aligned_bytes() {
         .collect();
     let mut all = early;
     all.extend(first.read_n(600_000));
-    assert_eq!(stat(&sim, "streams_total"), 1, "one upstream for three clients");
-    assert_eq!(stat(&sim, "streams_active"), 1);
+    assert_eq!(
+        sim.stat("streams_total"),
+        1,
+        "one upstream for three clients"
+    );
+    assert_eq!(sim.stat("streams_active"), 1);
 
     assert_aligned(&all, "first client");
     for (i, data) in late.iter().enumerate() {
@@ -246,7 +268,10 @@ fn clients_of_one_channel_share_one_upstream_and_get_identical_aligned_bytes() {
         assert_eq!(at % PACKET, 0, "late client {i} joined mid-packet");
         let overlap = (all.len() - at).min(data.len());
         assert!(overlap > 100_000, "overlap {overlap}");
-        assert!(all[at..at + overlap] == data[..overlap], "late client {i} differs");
+        assert!(
+            all[at..at + overlap] == data[..overlap],
+            "late client {i} differs"
+        );
         // It starts at a PAT (PID 0), so it can decode at once.
         assert_eq!(data[1] & 0x1F, 0);
         assert_eq!(data[2], 0);
@@ -256,7 +281,14 @@ fn clients_of_one_channel_share_one_upstream_and_get_identical_aligned_bytes() {
 #[test]
 fn a_client_that_stops_reading_is_dropped_while_another_keeps_full_rate() {
     // 8 Mbit/s upstream, 256 KiB of lag allowed.
-    let sim = Sim::start(&["--channels", "4", "--days", "1", "--stream-bitrate", "8000000"]);
+    let sim = Sim::start(&[
+        "--channels",
+        "4",
+        "--days",
+        "1",
+        "--stream-bitrate",
+        "8000000",
+    ]);
     let (_data, daemon) = start(
         &sim,
         "stream-slow",
@@ -278,7 +310,7 @@ fn a_client_that_stops_reading_is_dropped_while_another_keeps_full_rate() {
     });
     // The stuck client's connection was closed: after its buffered bytes, EOF.
     let (_, _) = stuck.read_to_end_within(Duration::from_secs(10));
-    assert_eq!(stat(&sim, "streams_total"), 1);
+    assert_eq!(sim.stat("streams_total"), 1);
     let more = fast.read_n(500_000);
     assert!(more.len() >= 500_000);
 }
@@ -298,8 +330,8 @@ fn relay_channels_use_the_relay_port_and_fall_back_when_it_is_down() {
         let mut c = StreamClient::open(daemon.addr, &stream_path(&relay[0]));
         assert_eq!(c.status, 200, "{}", c.head);
         assert_aligned(&c.read_n(20_000)[..18_800], "relay stream");
-        assert_eq!(stat(&sim, "relay_streams_total"), 1);
-        assert_eq!(stat(&sim, "streams_total"), 0);
+        assert_eq!(sim.stat("relay_streams_total"), 1);
+        assert_eq!(sim.stat("streams_total"), 0);
         let st = daemon.status();
         assert_eq!(st["streams"]["upstreams"][0]["port"], "relay", "{st}");
     }
@@ -319,15 +351,18 @@ fn relay_channels_use_the_relay_port_and_fall_back_when_it_is_down() {
             ("XG2G_STREAM_LINGER", "0s"),
         ],
     );
-    let direct_before = stat(&sim, "streams_total");
+    let direct_before = sim.stat("streams_total");
     for sref in &relay {
         let mut c = StreamClient::open(daemon.addr, &stream_path(sref));
         assert_eq!(c.status, 200, "fallback for {sref}: {}", c.head);
         assert_aligned(&c.read_n(2_000)[..1_880], "fallback stream");
     }
-    assert_eq!(stat(&sim, "streams_total"), direct_before + 2);
+    assert_eq!(sim.stat("streams_total"), direct_before + 2);
     let st = daemon.status();
-    let breakers = st["streams"]["breakers"].as_array().expect("breakers").clone();
+    let breakers = st["streams"]["breakers"]
+        .as_array()
+        .expect("breakers")
+        .clone();
     let relay_breaker = breakers
         .iter()
         .find(|b| b["name"] == "stream_relay")
@@ -337,7 +372,12 @@ fn relay_channels_use_the_relay_port_and_fall_back_when_it_is_down() {
         metric(&daemon, "xg2g_circuit_breaker_state{name=\"stream_relay\"}"),
         2.0
     );
-    assert!(metric(&daemon, "xg2g_stream_open_failures_total{reason=\"connect\"}") >= 2.0);
+    assert!(
+        metric(
+            &daemon,
+            "xg2g_stream_open_failures_total{reason=\"connect\"}"
+        ) >= 2.0
+    );
     // While open, the relay is skipped: the channel still plays via 8001.
     let mut c = StreamClient::open(daemon.addr, &stream_path(&relay[0]));
     assert_eq!(c.status, 200);
@@ -363,7 +403,11 @@ fn the_tuner_limit_refuses_a_new_channel_and_spares_the_open_ones() {
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.header("x-hdhomerun-error"), Some("805"));
     assert_eq!(refused.json()["code"], "E018");
-    assert_eq!(stat(&sim, "streams_total"), 2, "no upstream for the refused one");
+    assert_eq!(
+        sim.stat("streams_total"),
+        2,
+        "no upstream for the refused one"
+    );
     // The open ones carry on.
     a.read_n(20_000);
     b.read_n(20_000);
@@ -382,7 +426,7 @@ fn the_tuner_limit_refuses_a_new_channel_and_spares_the_open_ones() {
     assert_eq!(c.status, 200, "{}", c.head);
     c.read_n(2_000);
     eventually(Duration::from_secs(5), "lingering upstream closed", || {
-        stat(&sim, "streams_active") == 2
+        sim.stat("streams_active") == 2
     });
     a.read_n(5_000);
 }
@@ -397,10 +441,12 @@ fn zapping_back_within_the_linger_reuses_the_upstream() {
         assert_eq!(c.status, 200);
         c.read_n(2_000);
     }
-    assert_eq!(stat(&sim, "streams_total"), 1, "zapping back re-tuned");
-    eventually(Duration::from_secs(6), "upstream closed after the linger", || {
-        stat(&sim, "streams_active") == 0
-    });
+    assert_eq!(sim.stat("streams_total"), 1, "zapping back re-tuned");
+    eventually(
+        Duration::from_secs(6),
+        "upstream closed after the linger",
+        || sim.stat("streams_active") == 0,
+    );
 }
 
 #[test]
@@ -426,7 +472,7 @@ fn hostile_refs_are_refused_without_touching_the_receiver() {
         let code = r.json()["code"].as_str().unwrap_or_default().to_string();
         assert!(code == "E015" || code == "E016", "{path}: {code}");
     }
-    let st = stats(&sim);
+    let st = sim.stats();
     assert_eq!(st["stream_connections_total"], 0, "{st}");
     assert_eq!(st["relay_connections_total"], 0, "{st}");
 }
@@ -447,7 +493,7 @@ fn upstream_stall_and_eof_end_the_clients_and_leak_nothing() {
         c.read_n(1_000);
     }
     eventually(Duration::from_secs(5), "warm-up upstream closed", || {
-        stat(&sim, "streams_active") == 0
+        sim.stat("streams_active") == 0
     });
     let fds_before = fd_count(pid);
     let threads_before = daemon.proc.threads();
@@ -462,7 +508,10 @@ fn upstream_stall_and_eof_end_the_clients_and_leak_nothing() {
         }
         for c in &mut clients {
             let (took, _) = c.read_to_end_within(Duration::from_secs(8));
-            assert!(took < Duration::from_secs(7), "{fault}: client ended after {took:?}");
+            assert!(
+                took < Duration::from_secs(7),
+                "{fault}: client ended after {took:?}"
+            );
         }
         sim.set_fault("none");
     }
@@ -494,15 +543,23 @@ fn picons_are_fetched_once_and_served_from_the_cache() {
         .expect("a logo")
         .to_string();
     let path = &logo[logo.find("/picon/").expect("logo points at the daemon")..];
-    let before = stats(&sim)["requests"]["picon"].as_u64().unwrap();
+    let before = sim.stats()["requests"]["picon"].as_u64().unwrap();
     for _ in 0..3 {
         let r = http(daemon.addr, "GET", path, &[]);
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("image/png"));
         assert!(r.body.starts_with(b"\x89PNG"));
     }
-    assert_eq!(stats(&sim)["requests"]["picon"].as_u64().unwrap(), before + 1);
-    let missing = http(daemon.addr, "GET", "/picon/1_0_1_1_1_1_C00000_0_0_0.png", &[]);
+    assert_eq!(
+        sim.stats()["requests"]["picon"].as_u64().unwrap(),
+        before + 1
+    );
+    let missing = http(
+        daemon.addr,
+        "GET",
+        "/picon/1_0_1_1_1_1_C00000_0_0_0.png",
+        &[],
+    );
     assert_eq!(missing.status, 404);
     let bad = http(daemon.addr, "GET", "/picon/..%2F..%2Fetc%2Fpasswd.png", &[]);
     assert_eq!(bad.status, 400);
