@@ -48,8 +48,9 @@ const NOT_FOUND_CACHE_CONTROL: &str = "public, max-age=600";
 /// The whole fetch (connect, head, body) may take this many times the receiver timeout,
 /// which on its own only bounds each wait.
 const FETCH_DEADLINE_FACTOR: u32 = 3;
-/// Times a request goes round when its file vanishes between lookup and open.
-const MAX_ROUNDS: usize = 3;
+/// Rounds of look-up, wait or fetch, and serve a request makes before giving up: more
+/// than one only when a file vanishes between look-up and open.
+const MAX_ROUNDS: usize = 5;
 /// Read size for the receiver's answer.
 const READ_CHUNK: usize = 16 * 1024;
 /// The eight bytes every PNG starts with.
@@ -132,8 +133,9 @@ impl Error {
     }
 }
 
-/// Where picons come from and how much disk they may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where picons come from and how much disk they may use. Its `Debug` output never
+/// shows the `authorization` value.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PiconConfig {
     /// The cache folder, `<data_dir>/picons`.
     pub dir: PathBuf,
@@ -145,6 +147,18 @@ pub struct PiconConfig {
     pub authorization: Option<String>,
     /// Bound on connecting and on every wait for bytes of a fetch.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for PiconConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PiconConfig")
+            .field("dir", &self.dir)
+            .field("max_bytes", &self.max_bytes)
+            .field("base", &self.base)
+            .field("auth", &self.authorization.is_some())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl PiconConfig {
@@ -517,7 +531,8 @@ impl PiconCache {
     /// is current, 400 `InvalidRef` for a bad name (no fetch), 404 `PiconNotFound` when
     /// the receiver has none or answered something that is not a PNG picon (remembered
     /// for 10 minutes), 502 `PiconFetchFailed` when the receiver could not be asked
-    /// (connect, timeout, 5xx; not remembered), 405 for other methods.
+    /// (connect, timeout, 5xx, a truncated PNG; not remembered), 405 for other methods,
+    /// 500 `Internal` when the cache folder cannot be read or keeps losing the file.
     pub async fn respond(&self, req: &Request, tail: &str) -> Response {
         if req.method != "GET" && req.method != "HEAD" {
             return ErrorCode::MethodNotAllowed
@@ -527,11 +542,15 @@ impl PiconCache {
         let Some(name) = name::parse(tail) else {
             return ErrorCode::InvalidRef.response();
         };
+        // Whether this request fetched the picon itself (then serving it is no hit).
+        let mut fetched = false;
         for _ in 0..MAX_ROUNDS {
             match self.step(&name) {
                 Step::Hit(path) => {
                     if let Some(resp) = self.serve(req, path).await {
-                        self.hits.fetch_add(1, Ordering::Relaxed);
+                        if !fetched {
+                            self.hits.fetch_add(1, Ordering::Relaxed);
+                        }
                         return resp;
                     }
                     // Deleted behind our back: forget it and fetch it again.
@@ -560,7 +579,10 @@ impl PiconCache {
                         flight,
                         _done: done,
                     };
-                    return self.fetch_and_store(req, guard).await;
+                    match self.fetch_and_store(guard).await {
+                        Some(resp) => return resp,
+                        None => fetched = true,
+                    }
                 }
             }
         }
@@ -636,8 +658,9 @@ impl PiconCache {
             .with_header("Cache-Control", NOT_FOUND_CACHE_CONTROL)
     }
 
-    /// Fetches `guard.name`, stores it, tells the waiters, and answers this request.
-    async fn fetch_and_store(&self, req: &Request, guard: FlightGuard<'_>) -> Response {
+    /// Fetches `guard.name`, stores it and tells the waiters; the answer for this request,
+    /// or `None` when the picon is on disk now and is served like a hit.
+    async fn fetch_and_store(&self, guard: FlightGuard<'_>) -> Option<Response> {
         let name = guard.name.clone();
         let fetched = {
             let _slot = self.fetch_slots.acquire().await;
@@ -674,31 +697,25 @@ impl PiconCache {
                     })
                     .await;
                 }
-                match self.serve(req, self.path_of(&name)).await {
-                    Some(resp) => resp,
-                    None => {
-                        self.state().forget(&name);
-                        ErrorCode::Internal.response()
-                    }
-                }
+                None
             }
             Ok(Stored::Unwritten(bytes, e)) => {
                 log::warn!("event=picon_store_failed name={name} error=\"{e}\"");
                 let bytes: Arc<[u8]> = bytes.into();
                 guard.finish(Outcome::Unstored(bytes.clone()));
-                png_from_memory(&bytes)
+                Some(png_from_memory(&bytes))
             }
             Err(e) if e.is_missing() => {
                 log::info!("event=picon_missing name={name} reason=\"{e}\"");
                 self.state().remember_missing(&name, Instant::now());
                 guard.finish(Outcome::Missing);
-                self.not_found()
+                Some(self.not_found())
             }
             Err(e) => {
                 log::warn!("event=picon_fetch_failed name={name} error=\"{e}\"");
                 self.fetch_errors.fetch_add(1, Ordering::Relaxed);
                 guard.finish(Outcome::Failed);
-                ErrorCode::PiconFetchFailed.response()
+                Some(ErrorCode::PiconFetchFailed.response())
             }
         }
     }

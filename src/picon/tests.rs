@@ -623,6 +623,7 @@ fn config_from_settings_sends_receiver_credentials_only_to_the_receiver() {
         c.authorization,
         Some(http_client::basic_auth("me", "p@ss+1"))
     );
+    assert!(!format!("{c:?}").contains("Basic"), "{c:?}");
 }
 
 #[test]
