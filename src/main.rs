@@ -17,7 +17,7 @@ use xg2g::config::Settings;
 use xg2g::http::routes::{App, Router, Routes};
 use xg2g::http::{self, ServerLimits, ServerStats};
 use xg2g::lineup::{Lineup, LineupStore};
-use xg2g::metrics::Metrics;
+use xg2g::metrics::{Metrics, ResultLabel};
 use xg2g::picon::{PiconCache, PiconConfig};
 use xg2g::refresh::Refresher;
 use xg2g::sim::{Fault, SimConfig, Simulator};
@@ -308,15 +308,28 @@ async fn start_daemon(
     let streams = StreamService::new(settings, lineup, metrics.clone(), ex.clone())
         .map_err(|e| anyhow::anyhow!("setting up the stream proxy: {e}"))?;
     let picon_config = PiconConfig::from_settings(settings);
-    let picons = smol::unblock(move || PiconCache::new(picon_config))
-        .await
-        .context("setting up the picon cache")?;
+    let picon_metrics = metrics.clone();
+    // Without a cache the playlist points logos straight at XG2G_PICON_BASE.
+    let picons = match smol::unblock(move || PiconCache::new(picon_config)).await {
+        Ok(cache) => Some(Arc::new(cache.with_observer(Arc::new(move |result| {
+            picon_metrics
+                .picon_requests
+                .get_or_create(&ResultLabel {
+                    result: result.to_string(),
+                })
+                .inc();
+        })))),
+        Err(e) => {
+            log::warn!("event=picon_cache_off error=\"{e}\"");
+            None
+        }
+    };
     let app = Arc::new(App {
         settings: settings.clone(),
         refresher: refresher.clone(),
         metrics,
         streams: Arc::new(streams),
-        picons: Arc::new(picons),
+        picons,
         started: Instant::now(),
     });
     let limits = ServerLimits {

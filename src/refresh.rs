@@ -437,7 +437,7 @@ impl Refresher {
 
     fn entry(&self, i: usize, c: &Channel, public: &str) -> ChannelEntry {
         let s = &self.settings;
-        let picon_base = if s.use_proxy_urls {
+        let picon_base = if s.use_proxy_urls && picons_proxied(s) {
             format!("{public}/picon")
         } else {
             s.picon_base
@@ -572,6 +572,12 @@ fn select_bouquets(all: &[Bouquet], wanted: &[String]) -> Result<Vec<Bouquet>, R
         }
     }
     Ok(out)
+}
+
+/// Whether logos go through this daemon's picon cache: it can only fetch plain-HTTP
+/// bases (the same rule `PiconCache::new` applies).
+fn picons_proxied(s: &Settings) -> bool {
+    crate::picon::PiconConfig::from_settings(s).base_is_fetchable()
 }
 
 /// The host part of `http://host[:port][/prefix]` (brackets kept for IPv6).

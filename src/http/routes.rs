@@ -30,8 +30,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The stream proxy.
     pub streams: Arc<StreamService>,
-    /// The picon cache.
-    pub picons: Arc<PiconCache>,
+    /// The picon cache; `None` when logos cannot be proxied (an https `XG2G_PICON_BASE`).
+    pub picons: Option<Arc<PiconCache>>,
     /// When the daemon started (for uptime).
     pub started: Instant,
 }
@@ -108,7 +108,10 @@ impl Router {
             }
             "picon" => {
                 let tail = path.get("/picon/".len()..).unwrap_or_default();
-                self.app.picons.respond(req, tail).await
+                match &self.app.picons {
+                    Some(picons) => picons.respond(req, tail).await,
+                    None => ErrorCode::PiconNotFound.response(),
+                }
             }
             _ => Response::bytes(
                 200,

@@ -162,6 +162,12 @@ impl std::fmt::Debug for PiconConfig {
 }
 
 impl PiconConfig {
+    /// True when the base URL is one this cache can fetch from (plain HTTP, no query);
+    /// otherwise `PiconCache::new` refuses it and logos must point at the base itself.
+    pub fn base_is_fetchable(&self) -> bool {
+        Origin::parse(&self.base).is_ok()
+    }
+
     /// The picon part of the daemon's settings. The receiver's credentials
     /// (`XG2G_OWI_USER`/`PASS`) are sent only to the receiver itself: with the default base
     /// or a `picon_base` on the same host and port. Credentials written into `picon_base`
@@ -258,7 +264,12 @@ pub struct PiconCache {
     misses: AtomicU64,
     fetch_errors: AtomicU64,
     not_found: AtomicU64,
+    /// Told every counted outcome (`hit`, `miss`, `error`, `not_found`): the metrics hook.
+    observe: Option<Observer>,
 }
+
+/// Receives the outcome labels the cache counts.
+pub type Observer = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 impl std::fmt::Debug for PiconCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -513,6 +524,7 @@ impl PiconCache {
             misses: AtomicU64::new(0),
             fetch_errors: AtomicU64::new(0),
             not_found: AtomicU64::new(0),
+            observe: None,
         })
     }
 
@@ -549,7 +561,7 @@ impl PiconCache {
                 Step::Hit(path) => {
                     if let Some(resp) = self.serve(req, path).await {
                         if !fetched {
-                            self.hits.fetch_add(1, Ordering::Relaxed);
+                            self.count(&self.hits, "hit");
                         }
                         return resp;
                     }
@@ -565,7 +577,7 @@ impl PiconCache {
                     match outcome {
                         Some(Outcome::Stored) | None => {}
                         Some(Outcome::Unstored(bytes)) => {
-                            self.hits.fetch_add(1, Ordering::Relaxed);
+                            self.count(&self.hits, "hit");
                             return png_from_memory(&bytes);
                         }
                         Some(Outcome::Missing) => return self.not_found(),
@@ -651,8 +663,22 @@ impl PiconCache {
         Some(resp)
     }
 
+    /// Also tells the observer, if any.
+    fn count(&self, counter: &AtomicU64, label: &'static str) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(observe) = &self.observe {
+            observe(label);
+        }
+    }
+
+    /// Adds the outcome observer (metrics).
+    pub fn with_observer(mut self, observe: Observer) -> PiconCache {
+        self.observe = Some(observe);
+        self
+    }
+
     fn not_found(&self) -> Response {
-        self.not_found.fetch_add(1, Ordering::Relaxed);
+        self.count(&self.not_found, "not_found");
         ErrorCode::PiconNotFound
             .response()
             .with_header("Cache-Control", NOT_FOUND_CACHE_CONTROL)
@@ -664,7 +690,7 @@ impl PiconCache {
         let name = guard.name.clone();
         let fetched = {
             let _slot = self.fetch_slots.acquire().await;
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.count(&self.misses, "miss");
             self.fetch(&name).await
         };
         let stored = match fetched {
@@ -713,7 +739,7 @@ impl PiconCache {
             }
             Err(e) => {
                 log::warn!("event=picon_fetch_failed name={name} error=\"{e}\"");
-                self.fetch_errors.fetch_add(1, Ordering::Relaxed);
+                self.count(&self.fetch_errors, "error");
                 guard.finish(Outcome::Failed);
                 Some(ErrorCode::PiconFetchFailed.response())
             }

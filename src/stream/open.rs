@@ -101,7 +101,7 @@ impl Ports {
                 name: name.to_string(),
             };
             m.breaker_state.get_or_create(&label).set(0);
-            Breaker::new(name, breaker.clone()).with_observer(Arc::new(
+            Breaker::new(name, breaker).with_observer(Arc::new(
                 move |t: &Transition<'_>| {
                     let label = NameLabel {
                         name: t.name.to_string(),
