@@ -564,3 +564,22 @@ fn picons_are_fetched_once_and_served_from_the_cache() {
     let bad = http(daemon.addr, "GET", "/picon/..%2F..%2Fetc%2Fpasswd.png", &[]);
     assert_eq!(bad.status, 400);
 }
+
+#[test]
+fn after_a_restart_the_saved_lineup_streams_before_any_refresh() {
+    let sim = Sim::start(&["--channels", "4", "--days", "1"]);
+    let data = TempDir::new("stream-restart");
+    let refs = direct_channels(&sim);
+    {
+        let daemon = Daemon::start(&sim, data.path(), &[]);
+        daemon.wait_refreshed(Duration::from_secs(60));
+    }
+    // The receiver's API is down now; only its stream port answers.
+    sim.set_fault("http500");
+    let daemon = Daemon::start(&sim, data.path(), &[("XG2G_INITIAL_REFRESH", "false")]);
+    let mut c = StreamClient::open(daemon.addr, &stream_path(&refs[0]));
+    assert_eq!(c.status, 200, "{}", c.head);
+    assert_aligned(&c.read_n(1_880)[..1_880], "stream after restart");
+    let unknown = http(daemon.addr, "GET", "/stream/1:0:19:1234:1:1:C00000:0:0:0:", &[]);
+    assert_eq!(unknown.status, 404, "the saved lineup is enforced");
+}
