@@ -7,16 +7,11 @@
 //! 89 bytes. Pure string functions: they never fail and never panic.
 
 use crate::http::percent_decode;
-use crate::receiver::picon_name;
+use crate::receiver::{picon_name, take_ref_fields};
 
 /// Longest request tail looked at; a percent-encoded reference with a trailing `:` and
 /// `.png` fits easily, a 500-character path does not.
 pub(super) const MAX_TAIL_LEN: usize = 160;
-
-/// Fields in a picon name.
-const FIELDS: usize = 10;
-/// Longest field: a 32-bit value in hex (or the decimal type/flags of Enigma2).
-const MAX_FIELD_LEN: usize = 8;
 
 /// The canonical picon name (`1_0_19_283D_3FB_1_C00000_0_0_0`) for a request tail such as
 /// `1_0_19_283d_3fb_1_c00000_0_0_0.png` or `1%3A0%3A19%3A283D%3A3FB%3A1%3AC00000%3A0%3A0%3A0%3A`;
@@ -52,21 +47,9 @@ fn strip_png(s: &str) -> &str {
     }
 }
 
-/// True when `fields` are exactly ten: two decimal, then eight hex, each 1..=8 long.
-fn valid_fields<'a>(fields: impl Iterator<Item = &'a str>) -> bool {
-    let mut count = 0;
-    for (i, field) in fields.enumerate() {
-        let digits_ok = if i < 2 {
-            field.bytes().all(|b| b.is_ascii_digit())
-        } else {
-            field.bytes().all(|b| b.is_ascii_hexdigit())
-        };
-        if i >= FIELDS || field.is_empty() || field.len() > MAX_FIELD_LEN || !digits_ok {
-            return false;
-        }
-        count += 1;
-    }
-    count == FIELDS
+/// True when `fields` are exactly the ten numeric fields of a service reference.
+fn valid_fields<'a>(mut fields: impl Iterator<Item = &'a str>) -> bool {
+    take_ref_fields(&mut fields) && fields.next().is_none()
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub use error::Error;
 pub use model::{About, Bouquet, Channel, Event};
 pub use sref::{
     EntryKind, MAX_REF_LEN, canonical_ref, entry_kind, is_valid_service_ref, picon_name,
+    take_ref_fields,
 };
 pub use text::{clean_description, clean_name, decode_entities};
 

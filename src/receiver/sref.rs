@@ -83,31 +83,35 @@ pub fn picon_name(sref: &str) -> String {
     out
 }
 
+/// True when the next ten items of `fields` are the numeric fields of a service
+/// reference: type and flags in decimal, then eight hex fields, each 1 to 8 characters.
+pub fn take_ref_fields<'a>(fields: &mut impl Iterator<Item = &'a str>) -> bool {
+    (0..10).all(|i| {
+        fields.next().is_some_and(|f| {
+            (1..=8).contains(&f.len())
+                && if i < 2 {
+                    f.bytes().all(|b| b.is_ascii_digit())
+                } else {
+                    f.bytes().all(|b| b.is_ascii_hexdigit())
+                }
+        })
+    })
+}
+
 /// Longest service reference accepted from a client (an alternatives group with a long
 /// bouquet file name is about 90 characters).
 pub const MAX_REF_LEN: usize = 256;
 
 /// True when `sref` is a service reference a client may ask to stream: ten `:`-separated
-/// fields (decimal type and flags, eight hex fields of 1 to 8 digits), then optionally a
-/// path and a name made of printable ASCII without `/`, backslash, `@`, `%` or `..`, at most
-/// [`MAX_REF_LEN`] bytes. Nothing that could name another host, port or file passes.
+/// fields (see [`take_ref_fields`]), then optionally a path and a name made of printable
+/// ASCII without `/`, backslash, `@`, `%` or `..`, at most [`MAX_REF_LEN`] bytes. Nothing that could name another host, port or file passes.
 pub fn is_valid_service_ref(sref: &str) -> bool {
     if sref.is_empty() || sref.len() > MAX_REF_LEN || sref.contains("..") {
         return false;
     }
     let mut fields = sref.split(':');
-    for i in 0..10 {
-        let Some(field) = fields.next() else {
-            return false;
-        };
-        let ok = if i < 2 {
-            (1..=5).contains(&field.len()) && field.bytes().all(|b| b.is_ascii_digit())
-        } else {
-            (1..=8).contains(&field.len()) && field.bytes().all(|b| b.is_ascii_hexdigit())
-        };
-        if !ok {
-            return false;
-        }
+    if !take_ref_fields(&mut fields) {
+        return false;
     }
     let rest: Vec<&str> = fields.collect();
     rest.len() <= 2

@@ -101,17 +101,15 @@ impl Ports {
                 name: name.to_string(),
             };
             m.breaker_state.get_or_create(&label).set(0);
-            Breaker::new(name, breaker).with_observer(Arc::new(
-                move |t: &Transition<'_>| {
-                    let label = NameLabel {
-                        name: t.name.to_string(),
-                    };
-                    m.breaker_state
-                        .get_or_create(&label)
-                        .set(t.to.gauge_value());
-                    m.breaker_transitions.get_or_create(&label).inc();
-                },
-            ))
+            Breaker::new(name, breaker).with_observer(Arc::new(move |t: &Transition<'_>| {
+                let label = NameLabel {
+                    name: t.name.to_string(),
+                };
+                m.breaker_state
+                    .get_or_create(&label)
+                    .set(t.to.gauge_value());
+                m.breaker_transitions.get_or_create(&label).inc();
+            }))
         };
         Ports {
             direct: base.with_port(direct_port),

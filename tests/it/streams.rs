@@ -580,6 +580,11 @@ fn after_a_restart_the_saved_lineup_streams_before_any_refresh() {
     let mut c = StreamClient::open(daemon.addr, &stream_path(&refs[0]));
     assert_eq!(c.status, 200, "{}", c.head);
     assert_aligned(&c.read_n(1_880)[..1_880], "stream after restart");
-    let unknown = http(daemon.addr, "GET", "/stream/1:0:19:1234:1:1:C00000:0:0:0:", &[]);
+    let unknown = http(
+        daemon.addr,
+        "GET",
+        "/stream/1:0:19:1234:1:1:C00000:0:0:0:",
+        &[],
+    );
     assert_eq!(unknown.status, 404, "the saved lineup is enforced");
 }
