@@ -222,13 +222,14 @@ impl Hub {
         }
         drop(first);
         let mut buf = vec![0u8; READ_CHUNK];
+        // One stop listener for the whole run: a fresh one per read would allocate.
+        let mut stopped = std::pin::pin!(async {
+            let _ = self.stop_rx.recv().await;
+            None
+        });
         let ended = loop {
             let read = async { Some(body.read(&mut buf).await) };
-            let stopped = async {
-                let _ = self.stop_rx.recv().await;
-                None
-            };
-            match read.or(stopped).await {
+            match read.or(stopped.as_mut()).await {
                 Some(Ok(0)) => break "eof",
                 Some(Ok(n)) => {
                     let data = buf.get(..n).unwrap_or_default();
