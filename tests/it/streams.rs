@@ -303,8 +303,10 @@ fn a_client_that_stops_reading_is_dropped_while_another_keeps_full_rate() {
     let started = Instant::now();
     let got = fast.read_n(6_000_000).len();
     let rate = got as f64 / started.elapsed().as_secs_f64();
-    // The sim sends 1 MB/s; the fast client must not be slowed by the stuck one.
-    assert!(rate > 800_000.0, "fast client got {rate:.0} B/s");
+    // The sim sends 1 MB/s; were the stuck client holding the upstream back, the fast
+    // one would starve once the buffers filled (a few hundred KiB). The margin is for
+    // a loaded CI machine, where the sim's own pacing slips.
+    assert!(rate > 600_000.0, "fast client got {rate:.0} B/s");
     eventually(Duration::from_secs(10), "slow client dropped", || {
         metric(&daemon, "xg2g_stream_clients_dropped_slow_total") >= 1.0
     });
