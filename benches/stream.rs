@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Proc, Sim, TempDir, http, proc_status_field};
+use common::{Daemon, Proc, Sim, TempDir, proc_status_field};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -30,6 +30,14 @@ const PACKET: u64 = 188;
 const SYNC: u8 = 0x47;
 /// Runs per proxy in part 1; each moves 1 GiB.
 const THROUGHPUT_RUNS: usize = 5;
+/// Runs per proxy in part 1b (paced, so each takes seconds).
+const PACED_RUNS: usize = 3;
+/// Part 1b's upstream: fast, but in the simulator's receiver-sized writes (7 packets).
+const PACED_BITRATE: u64 = 2_000_000_000;
+/// Reconnects allowed within one GiB before the figure is called nonsense.
+const MAX_CUTOFFS: u32 = 10;
+/// xg2g's client buffer in part 1 (the largest allowed); see `throughput`.
+const TP_CLIENT_BUFFER: &str = "256MiB";
 const FANOUT_CLIENTS: usize = 50;
 const FANOUT_WINDOW: Duration = Duration::from_secs(20);
 const FANOUT_BITRATE: u64 = 8_000_000;
@@ -411,7 +419,9 @@ fn nginx_binary() -> String {
 }
 
 /// nginx as one process (no master) with two reverse proxies to the simulator's streaming
-/// port: the usual streaming config (buffering off) and nginx's defaults (buffering on).
+/// port: the usual streaming config (buffering off, 64 KiB reads; `proxy_buffers` only so
+/// that nginx accepts a 64k `proxy_buffer_size`, they are unused without buffering) and
+/// nginx's defaults (buffering on).
 struct Nginx {
     proc: Proc,
     unbuffered: SocketAddr,
@@ -444,6 +454,7 @@ impl Nginx {
              \x20           proxy_http_version 1.1;\n\
              \x20           proxy_buffering off;\n\
              \x20           proxy_buffer_size 64k;\n\
+             \x20           proxy_buffers 8 64k;\n\
              \x20       }}\n\
              \x20   }}\n\
              \x20   server {{\n\
@@ -508,106 +519,157 @@ fn read_log(path: &Path) -> String {
 struct Run {
     mb_per_s: f64,
     cpu_per_gib: f64,
+    /// Times the client was cut off and reconnected (xg2g only).
+    cutoffs: u32,
 }
 
 /// Reads 1 GiB of `path` from `addr`; `pid` is the proxy whose CPU is charged (none for
-/// the direct read).
-fn one_gib(addr: SocketAddr, path: &str, pid: Option<u32>, ticks: f64, who: &str) -> Run {
+/// the direct read). With `reconnect`, a stream that ends early is opened again, as a
+/// player does, up to `MAX_CUTOFFS` times; otherwise an early end panics.
+fn one_gib(
+    addr: SocketAddr,
+    path: &str,
+    pid: Option<u32>,
+    ticks: f64,
+    who: &str,
+    reconnect: bool,
+) -> Run {
     let cpu_before = pid.map(|p| cpu_seconds(p, ticks));
-    let (mut reader, sent) = StreamReader::open(addr, path, who);
+    let started = Instant::now();
     let mut buf = vec![0u8; READ_BUF];
-    reader.read_at_least(GIB, &mut buf);
-    let secs = sent.elapsed().as_secs_f64();
+    let (mut total, mut cutoffs) = (0u64, 0u32);
+    while total < GIB {
+        let (mut reader, _) = StreamReader::open(addr, path, who);
+        let want = GIB - total;
+        while reader.body_bytes < want {
+            match reader.read_some(&mut buf) {
+                Ok(n) if n > 0 => {}
+                end => {
+                    assert!(
+                        reconnect,
+                        "{who}: stream ended ({end:?}) after {} of {GIB} bytes",
+                        total + reader.body_bytes
+                    );
+                    break;
+                }
+            }
+        }
+        total += reader.body_bytes;
+        if total < GIB {
+            cutoffs += 1;
+            assert!(
+                cutoffs <= MAX_CUTOFFS,
+                "{who}: cut off {cutoffs} times within one GiB"
+            );
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
     let cpu = match (pid, cpu_before) {
         (Some(p), Some(before)) => cpu_seconds(p, ticks) - before,
         _ => 0.0,
     };
-    let gib = reader.body_bytes as f64 / GIB as f64;
     Run {
-        mb_per_s: reader.body_bytes as f64 / secs / 1e6,
-        cpu_per_gib: cpu / gib,
+        mb_per_s: total as f64 / secs / 1e6,
+        cpu_per_gib: cpu / (total as f64 / GIB as f64),
+        cutoffs,
     }
 }
 
-struct Throughput {
-    direct_mb_s: f64,
-    /// (MB/s, CPU s per GiB) medians.
-    xg2g: (f64, f64),
-    nginx_unbuffered: (f64, f64),
-    nginx_buffered: (f64, f64),
-    nginx_version: String,
+/// Medians of one proxy's runs: (MB/s, CPU s per GiB).
+type Figures = (f64, f64);
+
+fn medians(v: &[Run]) -> Figures {
+    (
+        median(v.iter().map(|r| r.mb_per_s).collect()),
+        median(v.iter().map(|r| r.cpu_per_gib).collect()),
+    )
 }
 
-fn throughput(ticks: f64) -> Throughput {
-    let sim = Sim::start(&["--channels", "10", "--days", "1", "--stream-bitrate", "0"]);
+struct Throughput {
+    /// The simulator read without a proxy (measured only when unpaced).
+    direct_mb_s: Option<f64>,
+    xg2g: Figures,
+    /// Times xg2g cut the client off, over all runs.
+    xg2g_cutoffs: u32,
+    nginx_unbuffered: Figures,
+    nginx_buffered: Figures,
+}
+
+impl Throughput {
+    /// The nginx variant with the lower CPU per GiB: its name and figures.
+    fn best_nginx(&self) -> (&'static str, Figures) {
+        if self.nginx_unbuffered.1 <= self.nginx_buffered.1 {
+            ("nginx buffering off", self.nginx_unbuffered)
+        } else {
+            ("nginx buffering on", self.nginx_buffered)
+        }
+    }
+}
+
+/// Part 1 with the simulator at `bitrate` (0 = unpaced): `runs` GiB through each proxy,
+/// alternating.
+fn throughput(ticks: f64, bitrate: u64, runs: usize) -> Throughput {
+    let rate = bitrate.to_string();
+    let sim = Sim::start(&["--channels", "10", "--days", "1", "--stream-bitrate", &rate]);
     let data = TempDir::new("bench-stream-tp");
     // No linger: the upstream must be closed before nginx's run, or it would keep the
-    // simulator and the daemon busy in the background.
-    let daemon = start_daemon(&sim, &data, &[("XG2G_STREAM_LINGER", "0s")]);
+    // simulator and the daemon busy in the background. The largest client buffer: the
+    // hub never waits for a client, so a lone client of an upstream faster than itself
+    // is cut off once it lags by a buffer (with 2 MiB, after a few MB when unpaced); the
+    // client then reconnects and the cut-offs are reported.
+    let daemon = start_daemon(
+        &sim,
+        &data,
+        &[
+            ("XG2G_STREAM_LINGER", "0s"),
+            ("XG2G_STREAM_CLIENT_BUFFER", TP_CLIENT_BUFFER),
+        ],
+    );
     let nginx = Nginx::start(sim.stream);
-    let sref = direct_ref(&sim);
-    let enc = xg2g::http::percent_encode(&sref);
+    let enc = xg2g::http::percent_encode(&direct_ref(&sim));
     let (xg2g_path, plain_path) = (format!("/stream/{enc}"), format!("/{enc}"));
     let (dpid, npid) = (daemon.proc.pid(), nginx.proc.pid());
 
     let (mut direct, mut x, mut nu, mut nb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for run in 1..=THROUGHPUT_RUNS {
+    for run in 1..=runs {
+        let mut line = format!("run {run}:");
+        if bitrate == 0 {
+            wait_idle(&sim, Some(&daemon));
+            let r = one_gib(sim.stream, &plain_path, None, ticks, "direct", false);
+            line += &format!(" direct {:.0} MB/s |", r.mb_per_s);
+            direct.push(r);
+        }
         wait_idle(&sim, Some(&daemon));
-        direct.push(one_gib(sim.stream, &plain_path, None, ticks, "direct"));
-        wait_idle(&sim, Some(&daemon));
-        x.push(one_gib(daemon.addr, &xg2g_path, Some(dpid), ticks, "xg2g"));
-        wait_idle(&sim, Some(&daemon));
-        nu.push(one_gib(
-            nginx.unbuffered,
-            &plain_path,
-            Some(npid),
-            ticks,
-            "nginx unbuffered",
-        ));
-        wait_idle(&sim, Some(&daemon));
-        nb.push(one_gib(
-            nginx.buffered,
-            &plain_path,
-            Some(npid),
-            ticks,
-            "nginx buffered",
-        ));
-        let last = |v: &[Run]| {
-            v.last()
-                .map(|r| (r.mb_per_s, r.cpu_per_gib))
-                .unwrap_or_default()
-        };
-        println!(
-            "run {run}: direct {:.0} MB/s | xg2g {:.0} MB/s {:.3} s/GiB | nginx unbuffered \
-             {:.0} MB/s {:.3} s/GiB | nginx buffered {:.0} MB/s {:.3} s/GiB",
-            last(&direct).0,
-            last(&x).0,
-            last(&x).1,
-            last(&nu).0,
-            last(&nu).1,
-            last(&nb).0,
-            last(&nb).1,
+        let r = one_gib(daemon.addr, &xg2g_path, Some(dpid), ticks, "xg2g", true);
+        line += &format!(
+            " xg2g {:.0} MB/s {:.3} s/GiB (cut off {}x) |",
+            r.mb_per_s, r.cpu_per_gib, r.cutoffs
         );
+        x.push(r);
+        for (addr, who, into) in [
+            (nginx.unbuffered, "nginx buffering off", &mut nu),
+            (nginx.buffered, "nginx buffering on", &mut nb),
+        ] {
+            wait_idle(&sim, Some(&daemon));
+            let r = one_gib(addr, &plain_path, Some(npid), ticks, who, false);
+            line += &format!(" {who} {:.0} MB/s {:.3} s/GiB |", r.mb_per_s, r.cpu_per_gib);
+            into.push(r);
+        }
+        println!("{}", line.trim_end_matches(" |"));
     }
-    let med = |v: &[Run]| {
-        (
-            median(v.iter().map(|r| r.mb_per_s).collect()),
-            median(v.iter().map(|r| r.cpu_per_gib).collect()),
-        )
-    };
-    let warnings = read_log(&nginx.dir.path().join("error.log"));
-    if warnings
+    let log = read_log(&nginx.dir.path().join("error.log"));
+    if log
         .lines()
-        .any(|l| l.contains("[error]") || l.contains("[crit]"))
+        .any(|l| l.contains("[error]") || l.contains("[crit]") || l.contains("[alert]"))
     {
-        println!("nginx error.log:\n{warnings}");
+        println!("nginx error.log:\n{log}");
     }
     Throughput {
-        direct_mb_s: med(&direct).0,
-        xg2g: med(&x),
-        nginx_unbuffered: med(&nu),
-        nginx_buffered: med(&nb),
-        nginx_version: Nginx::version(),
+        direct_mb_s: (!direct.is_empty()).then(|| medians(&direct).0),
+        xg2g: medians(&x),
+        xg2g_cutoffs: x.iter().map(|r| r.cutoffs).sum(),
+        nginx_unbuffered: medians(&nu),
+        nginx_buffered: medians(&nb),
     }
 }
 
@@ -762,108 +824,141 @@ fn met(ok: bool) -> &'static str {
     if ok { "yes" } else { "**no**" }
 }
 
-fn main() {
-    let ticks = clock_ticks_per_second();
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let started = Instant::now();
-    println!("# xg2g stream proxy benchmark (nproc {nproc})");
-    // Fail before the long parts if the reference cannot run.
-    let _ = nginx_binary();
-    // Sanity check of the client: a plain request through the common helper.
-    let probe_sim = Sim::start(&["--channels", "2", "--days", "1"]);
-    assert_eq!(http(probe_sim.api, "GET", "/sim/stats", &[]).status, 200);
-    drop(probe_sim);
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
 
-    println!("\n## 1. throughput, 1 GiB per run, {THROUGHPUT_RUNS} runs each");
-    let tp = throughput(ticks);
-    println!("\n## 2. fan-out: {FANOUT_CLIENTS} clients, {FANOUT_WINDOW:?}");
-    let fo = fanout(ticks);
-    println!("\n## 3. time to first byte, {TTFB_SAMPLES} samples each");
-    let tt = ttfb();
-
-    let (best_name, (best_mb_s, best_cpu)) = if tp.nginx_unbuffered.1 <= tp.nginx_buffered.1 {
-        ("nginx, buffering off", tp.nginx_unbuffered)
-    } else {
-        ("nginx, buffering on", tp.nginx_buffered)
-    };
+/// Table rows of one throughput part.
+fn throughput_rows(tp: &Throughput, label: &str, target: bool) {
+    let (best_name, (best_mb_s, best_cpu)) = tp.best_nginx();
     let cpu_ratio = tp.xg2g.1 / best_cpu;
-    let growth = fo.rss_peak.saturating_sub(fo.rss_before);
-    let growth_target = CLIENT_BUFFER_BYTES * FANOUT_CLIENTS as u64 + 2 * MIB;
-    let sim_rate = FANOUT_BITRATE as f64 / 8.0;
-    let ms = |s: f64| s * 1000.0;
-    let (d_med, x_med) = (median(tt.direct.clone()), median(tt.xg2g.clone()));
-    let (d_p90, x_p90) = (
-        percentile(tt.direct.clone(), 90.0),
-        percentile(tt.xg2g.clone(), 90.0),
-    );
-    let added: Vec<f64> = tt.xg2g.iter().zip(&tt.direct).map(|(x, d)| x - d).collect();
-    let added_med = x_med - d_med;
-    let mib = |b: u64| b as f64 / MIB as f64;
-
+    let direct = tp
+        .direct_mb_s
+        .map(|d| format!("; sim direct {d:.0}"))
+        .unwrap_or_default();
     println!(
-        "\n## Results (nproc {nproc}; {}; medians; {:.0} s)\n",
-        tp.nginx_version,
-        started.elapsed().as_secs_f64()
-    );
-    println!("| measure | xg2g | reference | ratio | target | met |");
-    println!("| --- | --- | --- | --- | --- | --- |");
-    println!(
-        "| throughput, MB/s (direct from sim: {:.0}) | {:.0} | nginx off {:.0}, on {:.0} | {:.2} | - | - |",
-        tp.direct_mb_s,
+        "| {label}: MB/s | {:.0} | nginx off {:.0}, on {:.0}{direct} | {:.2} | - | - |",
         tp.xg2g.0,
         tp.nginx_unbuffered.0,
         tp.nginx_buffered.0,
-        tp.xg2g.0 / best_mb_s
+        tp.xg2g.0 / best_mb_s,
+    );
+    let (goal, ok) = if target {
+        ("<= 1.5", met(cpu_ratio <= 1.5))
+    } else {
+        ("(info)", "-")
+    };
+    println!(
+        "| {label}: proxy CPU s per GiB | {:.3} | nginx off {:.3}, on {:.3} | {cpu_ratio:.2} vs {best_name} | {goal} | {ok} |",
+        tp.xg2g.1, tp.nginx_unbuffered.1, tp.nginx_buffered.1,
     );
     println!(
-        "| proxy CPU s per GiB | {:.3} | nginx off {:.3}, on {:.3} | {:.2} vs {} | <= 1.5 | {} |",
-        tp.xg2g.1,
-        tp.nginx_unbuffered.1,
-        tp.nginx_buffered.1,
-        cpu_ratio,
-        best_name,
-        met(cpu_ratio <= 1.5)
+        "| {label}: xg2g cut the client off (reconnected), all runs | {} | - | - | - | - |",
+        tp.xg2g_cutoffs
     );
+}
+
+fn main() {
+    let ticks = clock_ticks_per_second();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // For working on one part: STREAM_BENCH_PARTS=2 runs only the fan-out.
+    let parts = std::env::var("STREAM_BENCH_PARTS").unwrap_or_else(|_| "123".into());
+    let started = Instant::now();
+    println!("# xg2g stream proxy benchmark (nproc {nproc})");
+    // Fail before the long parts if the reference cannot run.
+    let nginx_version = Nginx::version();
+
+    let mut tp = None;
+    let mut paced = None;
+    if parts.contains('1') {
+        println!(
+            "\n## 1. throughput, sim unpaced, 1 GiB per run, {THROUGHPUT_RUNS} runs each \
+             (xg2g client buffer {TP_CLIENT_BUFFER})"
+        );
+        tp = Some(throughput(ticks, 0, THROUGHPUT_RUNS));
+        println!(
+            "\n## 1b. throughput, sim paced at {} Mbit/s, 1 GiB per run, {PACED_RUNS} runs each",
+            PACED_BITRATE / 1_000_000
+        );
+        paced = Some(throughput(ticks, PACED_BITRATE, PACED_RUNS));
+    }
+    let fo = parts.contains('2').then(|| {
+        println!(
+            "\n## 2. fan-out: {FANOUT_CLIENTS} clients for {} s, sim paced at {} Mbit/s",
+            FANOUT_WINDOW.as_secs(),
+            FANOUT_BITRATE / 1_000_000
+        );
+        fanout(ticks)
+    });
+    let tt = parts.contains('3').then(|| {
+        println!("\n## 3. time to first byte, {TTFB_SAMPLES} samples each");
+        ttfb()
+    });
+
     println!(
-        "| fan-out CPU, % of one core | {:.1} | - | - | - | - |",
-        fo.cpu_percent
+        "\n## Results (nproc {nproc}, {nginx_version}, medians, {:.0} s)\n",
+        started.elapsed().as_secs_f64()
     );
-    println!(
-        "| fan-out RSS before / peak, MiB | {:.2} / {:.2} | - | - | - | - |",
-        mib(fo.rss_before),
-        mib(fo.rss_peak)
-    );
-    println!(
-        "| fan-out RSS growth, MiB (buffer {CLIENT_BUFFER}) | {:.2} | - | - | <= {:.0} | {} |",
-        mib(growth),
-        mib(growth_target),
-        met(growth <= growth_target)
-    );
-    println!(
-        "| clients dropped slow (metric) / ended early | {} / {} | - | - | 0 | {} |",
-        fo.dropped,
-        fo.ended_early,
-        met(fo.dropped == 0.0 && fo.ended_early == 0)
-    );
-    println!(
-        "| per-client rate min / median, MB/s | {:.3} / {:.3} | sim sends {:.3} | {:.2} | min >= 0.9 | {} |",
-        fo.min_rate / 1e6,
-        fo.median_rate / 1e6,
-        sim_rate / 1e6,
-        fo.min_rate / sim_rate,
-        met(fo.min_rate >= 0.9 * sim_rate)
-    );
-    println!(
-        "| first byte median / p90, ms | {:.2} / {:.2} | direct {:.2} / {:.2} | - | - | - |",
-        ms(x_med),
-        ms(x_p90),
-        ms(d_med),
-        ms(d_p90)
-    );
-    println!(
-        "| first byte added, ms (median of medians; of pairs {:.2}) | {:.2} | - | - | < 2 | {} |",
-        ms(median(added)),
-        ms(added_med),
-        met(added_med < 0.002)
-    );
+    println!("| measure | xg2g | reference | xg2g / ref | target | met |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    if let Some(tp) = &tp {
+        throughput_rows(tp, "1 GiB, unpaced", true);
+    }
+    if let Some(tp) = &paced {
+        let label = format!("1 GiB, paced {} Mbit/s", PACED_BITRATE / 1_000_000);
+        throughput_rows(tp, &label, false);
+    }
+    if let Some(fo) = &fo {
+        let growth = fo.rss_peak.saturating_sub(fo.rss_before);
+        let target = CLIENT_BUFFER_BYTES * FANOUT_CLIENTS as u64 + 2 * MIB;
+        let sim_rate = FANOUT_BITRATE as f64 / 8.0;
+        println!(
+            "| fan-out {FANOUT_CLIENTS}: CPU, % of one core | {:.1} | - | - | - | - |",
+            fo.cpu_percent
+        );
+        println!(
+            "| fan-out: RSS idle before / peak, MiB | {:.2} / {:.2} | - | - | - | - |",
+            mib(fo.rss_before),
+            mib(fo.rss_peak)
+        );
+        println!(
+            "| fan-out: RSS growth, MiB (client buffer {CLIENT_BUFFER}) | {:.2} | - | - | <= {:.0} | {} |",
+            mib(growth),
+            mib(target),
+            met(growth <= target)
+        );
+        println!(
+            "| fan-out: clients dropped slow (metric) / ended early | {} / {} | - | - | 0 / 0 | {} |",
+            fo.dropped,
+            fo.ended_early,
+            met(fo.dropped == 0.0 && fo.ended_early == 0)
+        );
+        println!(
+            "| fan-out: per-client rate min / median, MB/s | {:.3} / {:.3} | sim sends {:.3} | {:.2} (min) | min >= 0.9 x sim | {} |",
+            fo.min_rate / 1e6,
+            fo.median_rate / 1e6,
+            sim_rate / 1e6,
+            fo.min_rate / sim_rate,
+            met(fo.min_rate >= 0.9 * sim_rate)
+        );
+    }
+    if let Some(tt) = &tt {
+        let ms = |s: f64| s * 1000.0;
+        let (d_med, x_med) = (median(tt.direct.clone()), median(tt.xg2g.clone()));
+        let d_p90 = percentile(tt.direct.clone(), 90.0);
+        let x_p90 = percentile(tt.xg2g.clone(), 90.0);
+        let added = x_med - d_med;
+        println!(
+            "| first byte median / p90, ms | {:.2} / {:.2} | sim direct {:.2} / {:.2} | - | - | - |",
+            ms(x_med),
+            ms(x_p90),
+            ms(d_med),
+            ms(d_p90)
+        );
+        println!(
+            "| first byte added by the proxy (median), ms | {:.2} | - | - | < 2 | {} |",
+            ms(added),
+            met(added < 0.002)
+        );
+    }
 }
