@@ -480,7 +480,8 @@ impl Connection {
             }
             Body::Stream(mut reader) => {
                 let pump = async {
-                    let mut chunk = vec![0u8; 32 * 1024];
+                    // As large as a stream upstream's reads: one read, one write.
+                    let mut chunk = vec![0u8; 64 * 1024];
                     loop {
                         let n = reader.read(&mut chunk).await?;
                         if n == 0 {

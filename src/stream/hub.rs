@@ -11,8 +11,9 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use async_io::Timer;
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt as _;
 use smol::io::AsyncRead;
@@ -20,6 +21,12 @@ use smol::io::AsyncRead;
 use super::StreamError;
 use super::open::{PortKind, READ_CHUNK};
 use super::ring::{ReadOutcome, Ring};
+
+/// Longest a waiting client is left without the bytes that arrived (players buffer
+/// seconds of a live stream; 10 ms is invisible to them).
+const WAKE_EVERY: Duration = Duration::from_millis(10);
+/// Bytes that wake waiting clients at once, whatever the time.
+const WAKE_BYTES: usize = 32 * 1024;
 
 /// Where an upstream is in its life.
 #[derive(Debug, Clone)]
@@ -227,21 +234,43 @@ impl Hub {
             let _ = self.stop_rx.recv().await;
             None
         });
+        // Clients waiting for bytes are woken at most every WAKE_EVERY unless WAKE_BYTES
+        // piled up: a receiver sends 1316-byte bursts, and waking every client for each
+        // one costs a task switch and a small write per client per burst.
+        let mut flush = Timer::never();
+        let mut last_wake = Instant::now();
+        let mut unwoken = 0usize;
         let ended = loop {
-            let read = async { Some(body.read(&mut buf).await) };
-            match read.or(stopped.as_mut()).await {
-                Some(Ok(0)) => break "eof",
-                Some(Ok(n)) => {
+            let read = async { Some(Some(body.read(&mut buf).await)) };
+            let flush_due = async {
+                (&mut flush).await;
+                Some(None)
+            };
+            match read.or(flush_due).or(stopped.as_mut()).await {
+                Some(Some(Ok(0))) => break "eof",
+                Some(Some(Ok(n))) => {
                     let data = buf.get(..n).unwrap_or_default();
-                    self.push(data, &mut wakers, events);
-                    wakers.drain(..).for_each(Waker::wake);
+                    self.push(data, events);
+                    unwoken += n;
+                    if unwoken >= WAKE_BYTES || last_wake.elapsed() >= WAKE_EVERY {
+                        self.wake_clients(&mut wakers);
+                        (unwoken, last_wake) = (0, Instant::now());
+                        flush = Timer::never();
+                    } else if unwoken == n {
+                        flush.set_at(last_wake + WAKE_EVERY);
+                    }
                 }
-                Some(Err(e)) => {
+                Some(Some(Err(e))) => {
                     log::warn!(
                         "event=stream_upstream_error ref=\"{}\" error=\"{e}\"",
                         self.sref
                     );
                     break e.kind();
+                }
+                Some(None) => {
+                    self.wake_clients(&mut wakers);
+                    (unwoken, last_wake) = (0, Instant::now());
+                    flush = Timer::never();
                 }
                 None => break "stopped",
             }
@@ -255,8 +284,14 @@ impl Hub {
         ended
     }
 
+    /// Wakes every client waiting for bytes.
+    fn wake_clients(&self, wakers: &mut Vec<Waker>) {
+        self.lock().take_wakers(wakers);
+        wakers.drain(..).for_each(Waker::wake);
+    }
+
     /// Appends upstream bytes and cuts off every client they overran.
-    fn push(&self, data: &[u8], wakers: &mut Vec<Waker>, events: &dyn HubEvents) {
+    fn push(&self, data: &[u8], events: &dyn HubEvents) {
         let mut st = self.lock();
         let HubState { ring, slots, .. } = &mut *st;
         let Some(ring) = ring.as_mut() else {
@@ -271,9 +306,6 @@ impl Hub {
                 // server is blocked writing to it.
                 slot.abort = None;
                 events.client_dropped_slow();
-            }
-            if let Some(w) = slot.waker.take() {
-                wakers.push(w);
             }
         }
     }
