@@ -12,34 +12,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sim, TempDir, http};
+use common::{Daemon, Sim, TempDir, clock_ticks_per_second, cpu_seconds, http, median};
 
 const RUNS: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// User + system CPU seconds of a process.
-fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // Fields after the command name (which may contain spaces) start after ") ".
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields[11].parse().unwrap();
-    let stime: f64 = fields[12].parse().unwrap();
-    (utime + stime) / ticks
-}
 
 /// Reads what a refresh reads, discarding it: the transfer floor.
 fn transfer_floor(sim: &Sim) -> (f64, u64) {

@@ -28,7 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Proc, Sim, TempDir, proc_status_field};
+use common::{
+    Daemon, Proc, Sim, TempDir, clock_ticks_per_second, cpu_seconds, median, proc_status_field,
+    read_head, stream_path,
+};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -58,17 +61,6 @@ const MAX_HEAD: usize = 16 * 1024;
 // ---------------------------------------------------------------------------------------
 // Figures
 
-fn median(mut v: Vec<f64>) -> f64 {
-    assert!(!v.is_empty(), "median of no samples");
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Nearest-rank percentile (`p` in 0..=100).
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     assert!(!v.is_empty(), "percentile of no samples");
@@ -79,34 +71,6 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 
 fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// User + system CPU seconds of a process (all its threads) so far.
-fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e} (did the process die?)"));
-    // Fields after the command name (which may contain spaces) start after ") ".
-    let rest = stat
-        .rfind(')')
-        .and_then(|i| stat.get(i + 2..))
-        .unwrap_or_else(|| panic!("no command name in /proc/{pid}/stat: {stat}"));
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| -> f64 {
-        fields
-            .get(i)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no number at field {i} of /proc/{pid}/stat: {stat}"))
-    };
-    (field(11) + field(12)) / ticks
 }
 
 fn rss_bytes(pid: u32) -> u64 {
@@ -211,26 +175,8 @@ impl StreamReader {
         let sent = Instant::now();
         sock.write_all(req.as_bytes())
             .unwrap_or_else(|e| panic!("{who}: send request: {e}"));
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        let split = loop {
-            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            assert!(raw.len() <= MAX_HEAD, "{who}: head longer than {MAX_HEAD}");
-            let n = sock
-                .read(&mut buf)
-                .unwrap_or_else(|e| panic!("{who}: read head: {e}"));
-            assert!(
-                n > 0,
-                "{who}: closed before the head ended: {:?}",
-                String::from_utf8_lossy(&raw)
-            );
-            raw.extend_from_slice(&buf[..n]);
-        };
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status = head.split_whitespace().nth(1).unwrap_or("");
-        assert_eq!(status, "200", "{who}: GET {path} answered: {head}");
+        let (head, status, pending) = read_head(&mut sock, MAX_HEAD, who);
+        assert_eq!(status, 200, "{who}: GET {path} answered: {head}");
         let chunked = head.lines().any(|l| {
             l.split_once(':').is_some_and(|(k, v)| {
                 k.trim().eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")
@@ -245,7 +191,7 @@ impl StreamReader {
                 digits: 0,
                 ext: false,
             }),
-            pending: raw[split + 4..].to_vec(),
+            pending,
             body_bytes: 0,
         };
         (reader, sent)
@@ -325,17 +271,6 @@ fn check_sync(data: &[u8], offset: u64, who: &str) {
 // ---------------------------------------------------------------------------------------
 // The daemon, the simulator and nginx
 
-/// A channel the tests also stream: a plain (not stream-relay) one, not a 1:134 group.
-fn direct_ref(sim: &Sim) -> String {
-    sim.expected()
-        .iter()
-        .filter(|c| c["relay"] != true)
-        .filter_map(|c| c["sref"].as_str())
-        .find(|r| !r.starts_with("1:134:"))
-        .map(str::to_string)
-        .expect("a plain channel in /sim/expected")
-}
-
 fn start_daemon(sim: &Sim, data: &TempDir, env: &[(&str, &str)]) -> Daemon {
     let daemon = Daemon::start(sim, data.path(), env);
     let st = daemon.wait_refreshed(Duration::from_secs(60));
@@ -362,17 +297,6 @@ fn wait_idle(sim: &Sim, daemon: Option<&Daemon>) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// A counter from the daemon's `/metrics`; panics when it is missing.
-fn metric(daemon: &Daemon, name: &str) -> f64 {
-    let r = daemon.get("/metrics");
-    assert_eq!(r.status, 200, "/metrics: {}", r.text());
-    let text = r.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 fn free_port() -> u16 {
@@ -634,7 +558,7 @@ fn throughput(ticks: f64, bitrate: u64, runs: usize) -> Throughput {
         ],
     );
     let nginx = Nginx::start(sim.stream);
-    let enc = xg2g::http::percent_encode(&direct_ref(&sim));
+    let enc = xg2g::http::percent_encode(&sim.plain_refs()[0]);
     let (xg2g_path, plain_path) = (format!("/stream/{enc}"), format!("/{enc}"));
     let (dpid, npid) = (daemon.proc.pid(), nginx.proc.pid());
 
@@ -734,7 +658,7 @@ fn fanout(ticks: f64) -> FanOut {
     let data = TempDir::new("bench-stream-fan");
     let daemon = start_daemon(&sim, &data, &[("XG2G_STREAM_CLIENT_BUFFER", CLIENT_BUFFER)]);
     let pid = daemon.proc.pid();
-    let path = format!("/stream/{}", xg2g::http::percent_encode(&direct_ref(&sim)));
+    let path = stream_path(&sim.plain_refs()[0]);
     std::thread::sleep(Duration::from_secs(2));
     let rss_before = rss_bytes(pid);
 
@@ -780,7 +704,7 @@ fn fanout(ticks: f64) -> FanOut {
         cpu_percent: cpu / wall * 100.0,
         rss_before,
         rss_peak: peak.load(Ordering::Relaxed),
-        dropped: metric(&daemon, "xg2g_stream_clients_dropped_slow_total"),
+        dropped: daemon.metric("xg2g_stream_clients_dropped_slow_total"),
         ended_early: ended.len(),
         min_rate: min(&rates),
         median_rate: median(rates),
@@ -809,7 +733,7 @@ fn ttfb() -> Ttfb {
     let data = TempDir::new("bench-stream-ttfb");
     // No linger: every request opens a fresh upstream, as a first viewer does.
     let daemon = start_daemon(&sim, &data, &[("XG2G_STREAM_LINGER", "0s")]);
-    let enc = xg2g::http::percent_encode(&direct_ref(&sim));
+    let enc = xg2g::http::percent_encode(&sim.plain_refs()[0]);
     let (xg2g_path, plain_path) = (format!("/stream/{enc}"), format!("/{enc}"));
     let (mut direct, mut via) = (Vec::new(), Vec::new());
     for _ in 0..TTFB_SAMPLES {

@@ -138,6 +138,47 @@ impl Drop for Proc {
     }
 }
 
+/// User + system CPU seconds of a process (all its threads) so far.
+pub fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e} (did the process die?)"));
+    // Fields after the command name (which may contain spaces) start after ") ".
+    let rest = stat
+        .rfind(')')
+        .and_then(|i| stat.get(i + 2..))
+        .unwrap_or_else(|| panic!("no command name in /proc/{pid}/stat: {stat}"));
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> f64 {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no number at field {i} of /proc/{pid}/stat: {stat}"))
+    };
+    (field(11) + field(12)) / ticks
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), for `cpu_seconds`.
+pub fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The median (the mean of the middle two for an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    assert!(!v.is_empty(), "median of no samples");
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 pub fn proc_status_field(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -236,17 +277,26 @@ impl Sim {
             .expect("expected channels")
     }
 
-    /// A whitelisted (stream-relay) ref and a plain one.
-    pub fn relay_and_plain_refs(&self) -> (String, String) {
-        let e = self.expected();
-        let pick = |relay: bool| {
-            e.iter()
-                .find(|c| c["relay"] == relay)
-                .and_then(|c| c["sref"].as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| panic!("no channel with relay={relay}"))
-        };
-        (pick(true), pick(false))
+    /// Refs of the channels streamed from the direct port: not whitelisted for the
+    /// stream relay, and not an alternatives group (`1:134:`).
+    pub fn plain_refs(&self) -> Vec<String> {
+        self.expected()
+            .iter()
+            .filter(|c| c["relay"] != true)
+            .filter_map(|c| c["sref"].as_str())
+            .filter(|r| !r.starts_with("1:134:"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Refs of the channels whitelisted for the stream relay.
+    pub fn relay_refs(&self) -> Vec<String> {
+        self.expected()
+            .iter()
+            .filter(|c| c["relay"] == true)
+            .filter_map(|c| c["sref"].as_str())
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -364,6 +414,18 @@ impl Daemon {
         }
     }
 
+    /// A sample of `/metrics` by its full name with labels, e.g.
+    /// `xg2g_circuit_breaker_state{name="stream_relay"}`; panics when it is missing.
+    pub fn metric(&self, name: &str) -> f64 {
+        let r = self.get("/metrics");
+        assert_eq!(r.status, 200, "/metrics: {}", r.text());
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    }
+
     pub fn file(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.data.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
     }
@@ -459,6 +521,40 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
         data = &data[eol + 2 + size + 2..];
     }
+}
+
+/// The proxy path of a service ref, as the playlist writes it.
+pub fn stream_path(sref: &str) -> String {
+    format!("/stream/{}", xg2g::http::percent_encode(sref))
+}
+
+/// Reads a response head from `sock` (at most `limit` bytes): the head text without
+/// the blank line, its status, and the body bytes that came with it.
+pub fn read_head(sock: &mut impl Read, limit: usize, who: &str) -> (String, u16, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let split = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        assert!(raw.len() <= limit, "{who}: head longer than {limit}");
+        let n = sock
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("{who}: read head: {e}"));
+        assert!(
+            n > 0,
+            "{who}: closed before the head ended: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{who}: no status in {head:?}"));
+    (head, status, raw[split + 4..].to_vec())
 }
 
 /// Runs an external validator; a missing tool fails the test saying how to get it.

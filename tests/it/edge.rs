@@ -7,15 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Daemon, Sim, TempDir, http, proc_status_field};
 
-fn metric(daemon: &Daemon, name: &str) -> f64 {
-    let text = daemon.get("/metrics").text();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} not found"))
-}
-
 #[test]
 fn idle_flood_and_slowloris_do_not_starve_a_normal_client() {
     let sim = Sim::start(&["--channels", "20", "--days", "1"]);
@@ -48,7 +39,7 @@ fn idle_flood_and_slowloris_do_not_starve_a_normal_client() {
     );
     let threads = daemon.proc.threads();
     assert!(threads <= 16, "{threads} threads with 500 idle connections");
-    let open = metric(&daemon, "xg2g_http_connections_open");
+    let open = daemon.metric("xg2g_http_connections_open");
     assert!(open <= 256.0, "{open} open connections above the cap");
 
     // The slowloris is cut by the header timeout although it keeps sending.
@@ -84,7 +75,7 @@ fn idle_flood_and_slowloris_do_not_starve_a_normal_client() {
         "slowloris connection still open after {:?}",
         cut_at.elapsed()
     );
-    assert!(metric(&daemon, "xg2g_http_timeouts_total") >= 1.0);
+    assert!(daemon.metric("xg2g_http_timeouts_total") >= 1.0);
     drop(idle);
 
     // A head over the limit gets 431 and a code.
@@ -123,7 +114,7 @@ fn serving_continues_after_file_descriptors_run_out() {
         daemon.proc.output()
     );
     assert!(
-        metric(&daemon, "xg2g_http_accept_errors_total") >= 1.0,
+        daemon.metric("xg2g_http_accept_errors_total") >= 1.0,
         "the burst should have exhausted descriptors"
     );
 }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::{Daemon, Sim, TempDir, eventually, http, run_tool};
+use crate::common::{Daemon, Sim, TempDir, eventually, http, read_head, run_tool, stream_path};
 
 const PACKET: usize = 188;
 
@@ -37,31 +37,12 @@ impl StreamClient {
             .unwrap();
         let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test\r\n\r\n");
         sock.write_all(req.as_bytes()).expect("send");
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        let split = loop {
-            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            let n = sock.read(&mut buf).expect("read head");
-            assert!(
-                n > 0,
-                "closed before head: {:?}",
-                String::from_utf8_lossy(&raw)
-            );
-            raw.extend_from_slice(&buf[..n]);
-        };
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
+        let (head, status, pending) = read_head(&mut sock, 16 * 1024, path);
         StreamClient {
             sock,
             status,
             head,
-            pending: raw[split + 4..].to_vec(),
+            pending,
         }
     }
 
@@ -104,48 +85,6 @@ fn assert_aligned(data: &[u8], who: &str) {
     for (i, p) in data.chunks_exact(PACKET).enumerate() {
         assert_eq!(p[0], 0x47, "{who}: packet {i} out of sync");
     }
-}
-
-/// Channels from the simulator: (ref, relay).
-fn channels(sim: &Sim) -> Vec<(String, bool)> {
-    sim.expected()
-        .iter()
-        .map(|c| {
-            (
-                c["sref"].as_str().unwrap().to_string(),
-                c["relay"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect()
-}
-
-fn stream_path(sref: &str) -> String {
-    let mut out = String::from("/stream/");
-    for b in sref.bytes() {
-        if b.is_ascii_alphanumeric() || b":-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn direct_channels(sim: &Sim) -> Vec<String> {
-    channels(sim)
-        .into_iter()
-        .filter(|(r, relay)| !relay && !r.starts_with("1:134:"))
-        .map(|(r, _)| r)
-        .collect()
-}
-
-fn metric(daemon: &Daemon, line_start: &str) -> f64 {
-    let text = daemon.get("/metrics").text();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn fd_count(pid: u32) -> usize {
@@ -226,7 +165,7 @@ fn clients_of_one_channel_share_one_upstream_and_get_identical_aligned_bytes() {
         "4000000",
     ]);
     let (_data, daemon) = start(&sim, "stream-share", &[]);
-    let path = stream_path(&direct_channels(&sim)[0]);
+    let path = stream_path(&sim.plain_refs()[0]);
 
     let mut first = StreamClient::open(daemon.addr, &path);
     assert_eq!(first.status, 200, "{}", first.head);
@@ -294,7 +233,7 @@ fn a_client_that_stops_reading_is_dropped_while_another_keeps_full_rate() {
         "stream-slow",
         &[("XG2G_STREAM_CLIENT_BUFFER", "256KiB")],
     );
-    let path = stream_path(&direct_channels(&sim)[0]);
+    let path = stream_path(&sim.plain_refs()[0]);
     let mut fast = StreamClient::open(daemon.addr, &path);
     assert_eq!(fast.status, 200);
     let mut stuck = StreamClient::open_with(daemon.addr, &path, Some(4096));
@@ -308,7 +247,7 @@ fn a_client_that_stops_reading_is_dropped_while_another_keeps_full_rate() {
     // a loaded CI machine, where the sim's own pacing slips.
     assert!(rate > 600_000.0, "fast client got {rate:.0} B/s");
     eventually(Duration::from_secs(10), "slow client dropped", || {
-        metric(&daemon, "xg2g_stream_clients_dropped_slow_total") >= 1.0
+        daemon.metric("xg2g_stream_clients_dropped_slow_total") >= 1.0
     });
     // The stuck client's connection was closed: after its buffered bytes, EOF.
     let (_, _) = stuck.read_to_end_within(Duration::from_secs(10));
@@ -320,11 +259,7 @@ fn a_client_that_stops_reading_is_dropped_while_another_keeps_full_rate() {
 #[test]
 fn relay_channels_use_the_relay_port_and_fall_back_when_it_is_down() {
     let sim = Sim::start(&["--channels", "20", "--days", "1"]);
-    let relay: Vec<String> = channels(&sim)
-        .into_iter()
-        .filter(|(_, relay)| *relay)
-        .map(|(r, _)| r)
-        .collect();
+    let relay = sim.relay_refs();
     assert_eq!(relay.len(), 2, "the sim whitelists two channels");
     let relay_port = sim.relay.port().to_string();
     {
@@ -371,15 +306,10 @@ fn relay_channels_use_the_relay_port_and_fall_back_when_it_is_down() {
         .expect("relay breaker");
     assert_eq!(relay_breaker["state"], "open", "{st}");
     assert_eq!(
-        metric(&daemon, "xg2g_circuit_breaker_state{name=\"stream_relay\"}"),
+        daemon.metric("xg2g_circuit_breaker_state{name=\"stream_relay\"}"),
         2.0
     );
-    assert!(
-        metric(
-            &daemon,
-            "xg2g_stream_open_failures_total{reason=\"connect\"}"
-        ) >= 2.0
-    );
+    assert!(daemon.metric("xg2g_stream_open_failures_total{reason=\"connect\"}") >= 2.0);
     // While open, the relay is skipped: the channel still plays via 8001.
     let mut c = StreamClient::open(daemon.addr, &stream_path(&relay[0]));
     assert_eq!(c.status, 200);
@@ -394,7 +324,7 @@ fn the_tuner_limit_refuses_a_new_channel_and_spares_the_open_ones() {
         "stream-limit",
         &[("XG2G_MAX_STREAMS", "2"), ("XG2G_STREAM_LINGER", "30s")],
     );
-    let refs = direct_channels(&sim);
+    let refs = sim.plain_refs();
     let mut a = StreamClient::open(daemon.addr, &stream_path(&refs[0]));
     let mut b = StreamClient::open(daemon.addr, &stream_path(&refs[1]));
     assert_eq!((a.status, b.status), (200, 200));
@@ -437,7 +367,7 @@ fn the_tuner_limit_refuses_a_new_channel_and_spares_the_open_ones() {
 fn zapping_back_within_the_linger_reuses_the_upstream() {
     let sim = Sim::start(&["--channels", "4", "--days", "1"]);
     let (_data, daemon) = start(&sim, "stream-linger", &[("XG2G_STREAM_LINGER", "2s")]);
-    let path = stream_path(&direct_channels(&sim)[0]);
+    let path = stream_path(&sim.plain_refs()[0]);
     for _ in 0..3 {
         let mut c = StreamClient::open(daemon.addr, &path);
         assert_eq!(c.status, 200);
@@ -488,7 +418,7 @@ fn upstream_stall_and_eof_end_the_clients_and_leak_nothing() {
         &[("XG2G_STREAM_TIMEOUT", "2s"), ("XG2G_STREAM_LINGER", "0s")],
     );
     let pid = daemon.proc.pid();
-    let refs = direct_channels(&sim);
+    let refs = sim.plain_refs();
     // Warm up once so lazily created things (pools, timers) exist before counting.
     {
         let mut c = StreamClient::open(daemon.addr, &stream_path(&refs[0]));
@@ -571,7 +501,7 @@ fn picons_are_fetched_once_and_served_from_the_cache() {
 fn after_a_restart_the_saved_lineup_streams_before_any_refresh() {
     let sim = Sim::start(&["--channels", "4", "--days", "1"]);
     let data = TempDir::new("stream-restart");
-    let refs = direct_channels(&sim);
+    let refs = sim.plain_refs();
     {
         let daemon = Daemon::start(&sim, data.path(), &[]);
         daemon.wait_refreshed(Duration::from_secs(60));
