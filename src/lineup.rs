@@ -7,7 +7,7 @@
 //! read with a size cap; a missing or unreadable file means an empty lineup, never a
 //! failed start.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -63,6 +63,15 @@ impl Lineup {
         self.index = HashMap::with_capacity(self.channels.len());
         for (i, c) in self.channels.iter().enumerate() {
             self.index.entry(canonical_ref(&c.sref)).or_insert(i);
+        }
+    }
+
+    /// Flags the channels whose canonical ref is in `relay` as stream-relay channels.
+    pub fn mark_relay(&mut self, relay: &HashSet<String>) {
+        for key in relay {
+            if let Some(c) = self.index.get(key).and_then(|i| self.channels.get_mut(*i)) {
+                c.relay = true;
+            }
         }
     }
 
@@ -201,6 +210,22 @@ mod tests {
         assert!(Lineup::load(&dir).is_none());
         std::fs::remove_dir_all(&dir).expect("cleanup");
         assert!(Lineup::load(&dir).is_none());
+    }
+
+    #[test]
+    fn relay_flags_are_set_by_canonical_ref() {
+        let mut lineup = Lineup::new(
+            None,
+            vec![
+                channel(1, "1:0:19:283d:3fb:1:c00000:0:0:0", false),
+                channel(2, "1:0:19:2B66:3F3:1:C00000:0:0:0:", false),
+            ],
+        );
+        lineup.mark_relay(&HashSet::from([canonical_ref(
+            "1:0:19:283D:3FB:1:C00000:0:0:0:",
+        )]));
+        let flags: Vec<bool> = lineup.channels.iter().map(|c| c.relay).collect();
+        assert_eq!(flags, [true, false]);
     }
 
     #[test]

@@ -269,10 +269,11 @@ impl Refresher {
 
         let relay = self.relay_whitelist().await;
         let public = self.public_base();
+        let links = self.links(&public);
         let entries: Vec<ChannelEntry> = channels
             .iter()
             .enumerate()
-            .map(|(i, c)| self.entry(i, c, &public))
+            .map(|(i, c)| entry(i, c, &links))
             .collect();
         let guide_url = s
             .x_tvg_url
@@ -312,7 +313,7 @@ impl Refresher {
             .map(|a| a.tuners)
             .filter(|t| *t > 0)
             .or(self.lineup.get().tuners);
-        let lineup = Lineup::new(
+        let mut lineup = Lineup::new(
             tuners,
             channels
                 .iter()
@@ -321,10 +322,11 @@ impl Refresher {
                     number: e.number,
                     name: c.name.clone(),
                     sref: c.sref.clone(),
-                    relay: relay.contains(&receiver::canonical_ref(&c.sref)),
+                    relay: false,
                 })
                 .collect(),
         );
+        lineup.mark_relay(&relay);
         let dir: PathBuf = s.data_dir.clone();
         let channel_count = entries.len();
         let lineup = smol::unblock(move || {
@@ -435,35 +437,26 @@ impl Refresher {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn entry(&self, i: usize, c: &Channel, public: &str) -> ChannelEntry {
+    /// Where this refresh's playlist points streams and logos (worked out once, not
+    /// per channel).
+    fn links(&self, public: &str) -> Links {
         let s = &self.settings;
-        let picon_base = if s.use_proxy_urls && picons_proxied(s) {
-            format!("{public}/picon")
-        } else {
-            s.picon_base
-                .clone()
-                .unwrap_or_else(|| format!("{}/picon", s.owi_base))
-        };
-        let stream_url = if s.use_proxy_urls {
-            format!("{public}/stream/{}", percent_encode(&c.sref))
-        } else {
-            format!(
-                "http://{}:{}/{}",
-                host_of(&s.owi_base),
-                s.stream_port,
-                percent_encode(&c.sref)
-            )
-        };
-        ChannelEntry {
-            id: crate::guide::tvg_id(&c.name, &c.sref),
-            number: u32::try_from(i + 1).unwrap_or(u32::MAX),
-            name: c.name.clone(),
-            group: c.group.clone(),
-            logo: Some(format!(
-                "{picon_base}/{}.png",
-                receiver::picon_name(&c.sref)
-            )),
-            stream_url,
+        // The picon cache can only fetch plain-HTTP bases (the rule `PiconCache::new`
+        // applies); others are linked as they are.
+        let proxied_picons = crate::picon::PiconConfig::from_settings(s).base_is_fetchable();
+        Links {
+            stream: if s.use_proxy_urls {
+                format!("{public}/stream")
+            } else {
+                format!("http://{}:{}", host_of(&s.owi_base), s.stream_port)
+            },
+            picon: if s.use_proxy_urls && proxied_picons {
+                format!("{public}/picon")
+            } else {
+                s.picon_base
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/picon", s.owi_base))
+            },
         }
     }
 
@@ -483,6 +476,28 @@ impl Refresher {
             IpAddr::V6(v6) => format!("http://[{v6}]:{}", s.listen.port()),
             IpAddr::V4(v4) => format!("http://{v4}:{}", s.listen.port()),
         }
+    }
+}
+
+/// Base URLs of the playlist's stream and logo links, without a trailing slash.
+struct Links {
+    stream: String,
+    picon: String,
+}
+
+/// The playlist entry of the `i`-th channel.
+fn entry(i: usize, c: &Channel, links: &Links) -> ChannelEntry {
+    ChannelEntry {
+        id: crate::guide::tvg_id(&c.name, &c.sref),
+        number: u32::try_from(i + 1).unwrap_or(u32::MAX),
+        name: c.name.clone(),
+        group: c.group.clone(),
+        logo: Some(format!(
+            "{}/{}.png",
+            links.picon,
+            receiver::picon_name(&c.sref)
+        )),
+        stream_url: format!("{}/{}", links.stream, percent_encode(&c.sref)),
     }
 }
 
@@ -572,12 +587,6 @@ fn select_bouquets(all: &[Bouquet], wanted: &[String]) -> Result<Vec<Bouquet>, R
         }
     }
     Ok(out)
-}
-
-/// Whether logos go through this daemon's picon cache: it can only fetch plain-HTTP
-/// bases (the same rule `PiconCache::new` applies).
-fn picons_proxied(s: &Settings) -> bool {
-    crate::picon::PiconConfig::from_settings(s).base_is_fetchable()
 }
 
 /// The host part of `http://host[:port][/prefix]` (brackets kept for IPv6).
