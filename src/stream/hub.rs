@@ -28,6 +28,16 @@ const WAKE_EVERY: Duration = Duration::from_millis(10);
 /// Bytes that wake waiting clients at once, whatever the time.
 const WAKE_BYTES: usize = 32 * 1024;
 
+/// What the upstream task woke up for.
+enum Step {
+    /// A read from the receiver finished.
+    Read(Result<usize, crate::receiver::Error>),
+    /// Time to wake clients for bytes that arrived in small pieces.
+    Flush,
+    /// The hub was asked to stop.
+    Stop,
+}
+
 /// Where an upstream is in its life.
 #[derive(Debug, Clone)]
 pub(super) enum Phase {
@@ -191,18 +201,18 @@ impl Hub {
         F: std::future::Future<Output = Result<super::open::Opened, StreamError>>,
     {
         let mut wakers = Vec::new();
-        let stop = async {
+        // One stop listener for the whole run: a fresh one per read would allocate.
+        let mut stopped = std::pin::pin!(async {
             let _ = self.stop_rx.recv().await;
+        });
+        let stop_opening = async {
+            stopped.as_mut().await;
             Err(StreamError::ShuttingDown)
         };
-        let opened = match open.or(stop).await {
+        let opened = match open.or(stop_opening).await {
             Ok(opened) => opened,
             Err(e) => {
-                let mut st = self.lock();
-                st.phase = Phase::Failed(e);
-                st.take_wakers(&mut wakers);
-                drop(st);
-                wakers.drain(..).for_each(Waker::wake);
+                self.finish(Phase::Failed(e), &mut wakers);
                 return "open_failed";
             }
         };
@@ -229,11 +239,6 @@ impl Hub {
         }
         drop(first);
         let mut buf = vec![0u8; READ_CHUNK];
-        // One stop listener for the whole run: a fresh one per read would allocate.
-        let mut stopped = std::pin::pin!(async {
-            let _ = self.stop_rx.recv().await;
-            None
-        });
         // Clients waiting for bytes are woken at most every WAKE_EVERY unless WAKE_BYTES
         // piled up: a receiver sends 1316-byte bursts, and waking every client for each
         // one costs a task switch and a small write per client per burst.
@@ -241,47 +246,55 @@ impl Hub {
         let mut last_wake = Instant::now();
         let mut unwoken = 0usize;
         let ended = loop {
-            let read = async { Some(Some(body.read(&mut buf).await)) };
+            let read = async { Step::Read(body.read(&mut buf).await) };
             let flush_due = async {
                 (&mut flush).await;
-                Some(None)
+                Step::Flush
             };
-            match read.or(flush_due).or(stopped.as_mut()).await {
-                Some(Some(Ok(0))) => break "eof",
-                Some(Some(Ok(n))) => {
-                    let data = buf.get(..n).unwrap_or_default();
-                    self.push(data, events);
+            let stop = async {
+                stopped.as_mut().await;
+                Step::Stop
+            };
+            match read.or(flush_due).or(stop).await {
+                Step::Read(Ok(0)) => break "eof",
+                Step::Read(Ok(n)) => {
+                    self.push(buf.get(..n).unwrap_or_default(), events);
                     unwoken += n;
-                    if unwoken >= WAKE_BYTES || last_wake.elapsed() >= WAKE_EVERY {
-                        self.wake_clients(&mut wakers);
-                        (unwoken, last_wake) = (0, Instant::now());
-                        flush = Timer::never();
-                    } else if unwoken == n {
-                        flush.set_at(last_wake + WAKE_EVERY);
+                    if unwoken < WAKE_BYTES && last_wake.elapsed() < WAKE_EVERY {
+                        if unwoken == n {
+                            flush.set_at(last_wake + WAKE_EVERY);
+                        }
+                        continue;
                     }
                 }
-                Some(Some(Err(e))) => {
+                Step::Read(Err(e)) => {
                     log::warn!(
                         "event=stream_upstream_error ref=\"{}\" error=\"{e}\"",
                         self.sref
                     );
                     break e.kind();
                 }
-                Some(None) => {
-                    self.wake_clients(&mut wakers);
-                    (unwoken, last_wake) = (0, Instant::now());
-                    flush = Timer::never();
-                }
-                None => break "stopped",
+                Step::Flush => {}
+                Step::Stop => break "stopped",
             }
+            self.wake_clients(&mut wakers);
+            (unwoken, last_wake) = (0, Instant::now());
+            flush = Timer::never();
         };
-        let mut st = self.lock();
-        st.phase = Phase::Ended;
-        st.stopping = true;
-        st.take_wakers(&mut wakers);
-        drop(st);
-        wakers.drain(..).for_each(Waker::wake);
+        self.finish(Phase::Ended, &mut wakers);
         ended
+    }
+
+    /// Ends the hub in `phase` (it takes no new clients) and wakes every client so it
+    /// sees the end (after draining the ring) or the open error.
+    fn finish(&self, phase: Phase, wakers: &mut Vec<Waker>) {
+        {
+            let mut st = self.lock();
+            st.phase = phase;
+            st.stopping = true;
+            st.take_wakers(wakers);
+        }
+        wakers.drain(..).for_each(Waker::wake);
     }
 
     /// Wakes every client waiting for bytes.

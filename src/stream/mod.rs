@@ -283,6 +283,14 @@ impl Inner {
         self.hubs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Takes `hub` out of the registry (unless a newer hub of its channel replaced it).
+    fn forget(&self, hub: &Arc<Hub>) {
+        let mut hubs = self.hubs();
+        if hubs.get(&hub.key).is_some_and(|h| Arc::ptr_eq(h, hub)) {
+            hubs.remove(&hub.key);
+        }
+    }
+
     fn tuner_limit(&self) -> usize {
         self.max_streams.unwrap_or_else(|| {
             self.lineup
@@ -374,12 +382,7 @@ impl Inner {
             .spawn(async move {
                 let open = me.ports.open(&hub.key, &hub.sref, hub.relay, &me.metrics);
                 let ended = hub.run(open, &*me).await;
-                {
-                    let mut hubs = me.hubs();
-                    if hubs.get(&hub.key).is_some_and(|h| Arc::ptr_eq(h, &hub)) {
-                        hubs.remove(&hub.key);
-                    }
-                }
+                me.forget(&hub);
                 me.metrics.stream_upstreams.dec();
                 let st = hub.lock();
                 log::info!(
@@ -418,10 +421,7 @@ impl HubEvents for Inner {
                 };
                 if still_idle {
                     if let Some(me) = me.upgrade() {
-                        let mut hubs = me.hubs();
-                        if hubs.get(&hub.key).is_some_and(|h| Arc::ptr_eq(h, &hub)) {
-                            hubs.remove(&hub.key);
-                        }
+                        me.forget(&hub);
                     }
                     hub.stop();
                 }

@@ -45,6 +45,15 @@ impl PortKind {
         }
     }
 
+    /// Where a channel goes unless detection learned otherwise.
+    fn default_for(relay: bool) -> PortKind {
+        if relay {
+            PortKind::Relay
+        } else {
+            PortKind::Direct
+        }
+    }
+
     fn other(self) -> PortKind {
         match self {
             PortKind::Direct => PortKind::Relay,
@@ -143,36 +152,27 @@ impl Ports {
     }
 
     /// The ports to try for a channel, in order.
-    fn plan(&self, key: &str, relay: bool) -> Vec<PortKind> {
-        let default = if relay {
-            PortKind::Relay
+    fn plan(&self, key: &str, relay: bool) -> impl Iterator<Item = PortKind> {
+        let default = PortKind::default_for(relay);
+        let first = if self.smart {
+            self.learned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .filter(|(_, until)| *until > Instant::now())
+                .map_or(default, |(port, _)| *port)
         } else {
-            PortKind::Direct
+            default
         };
-        if !self.smart {
-            return vec![default];
-        }
-        let first = self
-            .learned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .filter(|(_, until)| *until > Instant::now())
-            .map_or(default, |(port, _)| *port);
-        vec![first, first.other()]
+        std::iter::once(first).chain(self.smart.then(|| first.other()))
     }
 
     fn learn(&self, key: &str, relay: bool, port: PortKind) {
         if !self.smart {
             return;
         }
-        let default = if relay {
-            PortKind::Relay
-        } else {
-            PortKind::Direct
-        };
         let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-        if port == default {
+        if port == PortKind::default_for(relay) {
             learned.remove(key);
             return;
         }
