@@ -381,17 +381,8 @@ impl Layout {
         layout.relay = layout
             .bouquets
             .iter()
-            .find(|bq| bq.name.starts_with("Österreich"))
-            .map(|bq| {
-                bq.entries
-                    .iter()
-                    .filter_map(|e| match e {
-                        Entry::Service(s) => Some(*s),
-                        _ => None,
-                    })
-                    .take(2)
-                    .collect()
-            })
+            .position(|bq| bq.name.starts_with("Österreich"))
+            .map(|bi| layout.direct_services(bi).into_iter().take(2).collect())
             .unwrap_or_default();
         layout
     }
