@@ -135,6 +135,25 @@ impl World {
         smol::block_on(self.ex.run(fut))
     }
 
+    /// Starts `GET /picon/<tail>` on the executor; the task yields the status.
+    fn spawn_get(&self, cache: &Arc<PiconCache>, tail: &str) -> smol::Task<u16> {
+        let (cache, tail) = (cache.clone(), tail.to_string());
+        self.ex
+            .spawn(async move { cache.respond(&get(&tail), &tail).await.status })
+    }
+
+    /// Requests all `tails` at once and returns their statuses in order.
+    fn get_all(&self, cache: &Arc<PiconCache>, tails: &[String]) -> Vec<u16> {
+        self.run(async {
+            let tasks: Vec<_> = tails.iter().map(|t| self.spawn_get(cache, t)).collect();
+            let mut statuses = Vec::new();
+            for t in tasks {
+                statuses.push(t.await);
+            }
+            statuses
+        })
+    }
+
     fn set_mode(&self, mode: Mode) {
         self.rx.mode.store(mode as u8, Ordering::SeqCst);
     }
@@ -277,20 +296,7 @@ fn concurrent_requests_for_one_name_fetch_once() {
     w.rx.delay_ms.store(300, Ordering::SeqCst);
     let cache = w.cache();
     let tail = format!("{}.png", w.names(1)[0]);
-    let statuses = w.run(async {
-        let tasks: Vec<_> = (0..6)
-            .map(|_| {
-                let cache = cache.clone();
-                let tail = tail.clone();
-                w.ex.spawn(async move { cache.respond(&get(&tail), &tail).await.status })
-            })
-            .collect();
-        let mut statuses = Vec::new();
-        for t in tasks {
-            statuses.push(t.await);
-        }
-        statuses
-    });
+    let statuses = w.get_all(&cache, &vec![tail; 6]);
     assert_eq!(statuses, vec![200; 6]);
     assert_eq!(w.fetches(), 1);
     let st = cache.stats();
@@ -304,21 +310,8 @@ fn fetches_overall_are_limited() {
     let cache = w.cache();
     let names = w.names(8);
     let started = Instant::now();
-    let statuses = w.run(async {
-        let tasks: Vec<_> = names
-            .iter()
-            .map(|n| {
-                let cache = cache.clone();
-                let tail = format!("{n}.png");
-                w.ex.spawn(async move { cache.respond(&get(&tail), &tail).await.status })
-            })
-            .collect();
-        let mut statuses = Vec::new();
-        for t in tasks {
-            statuses.push(t.await);
-        }
-        statuses
-    });
+    let tails: Vec<String> = names.iter().map(|n| format!("{n}.png")).collect();
+    let statuses = w.get_all(&cache, &tails);
     assert_eq!(statuses, vec![200; 8]);
     // Eight 200 ms fetches, four at a time: two rounds at least.
     assert!(started.elapsed() >= Duration::from_millis(400));
@@ -332,15 +325,9 @@ fn a_cancelled_fetch_hands_over_to_a_waiter() {
     let cache = w.cache();
     let tail = format!("{}.png", w.names(1)[0]);
     let status = w.run(async {
-        let first = {
-            let (cache, tail) = (cache.clone(), tail.clone());
-            w.ex.spawn(async move { cache.respond(&get(&tail), &tail).await.status })
-        };
+        let first = w.spawn_get(&cache, &tail);
         Timer::after(Duration::from_millis(50)).await;
-        let second = {
-            let (cache, tail) = (cache.clone(), tail.clone());
-            w.ex.spawn(async move { cache.respond(&get(&tail), &tail).await.status })
-        };
+        let second = w.spawn_get(&cache, &tail);
         Timer::after(Duration::from_millis(50)).await;
         drop(first);
         second.await
