@@ -93,6 +93,16 @@ fn unescape(s: &str) -> String {
     out
 }
 
+/// A response body as text: Latin-1 (every byte one char) or UTF-8.
+fn body_text(resp: Response, latin1: bool) -> String {
+    let bytes = read_all(resp);
+    if latin1 {
+        bytes.iter().map(|b| char::from(*b)).collect()
+    } else {
+        String::from_utf8(bytes).expect("utf8")
+    }
+}
+
 /// What a client does with the API: bouquets, services (nested expanded, markers and
 /// spacers skipped, duplicates dropped), names cleaned.
 fn client_playlist(h: &dyn Handler, latin1: bool) -> Vec<ExpectedChannel> {
@@ -105,13 +115,7 @@ fn client_playlist(h: &dyn Handler, latin1: bool) -> Vec<ExpectedChannel> {
         latin1: bool,
     ) {
         let q = format!("sRef={}", crate::http::percent_encode(sref));
-        let resp = call(h, req("GET", "/api/getservices", &q, &[]));
-        let bytes = read_all(resp);
-        let text: String = if latin1 {
-            bytes.iter().map(|b| *b as char).collect()
-        } else {
-            String::from_utf8(bytes).expect("utf8")
-        };
+        let text = body_text(call(h, req("GET", "/api/getservices", &q, &[])), latin1);
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         for s in v["services"].as_array().expect("services") {
             let r = s["servicereference"].as_str().expect("ref");
@@ -135,13 +139,7 @@ fn client_playlist(h: &dyn Handler, latin1: bool) -> Vec<ExpectedChannel> {
             }
         }
     }
-    let resp = call(h, req("GET", "/api/bouquets", "", &[]));
-    let bytes = read_all(resp);
-    let text: String = if latin1 {
-        bytes.iter().map(|b| *b as char).collect()
-    } else {
-        String::from_utf8(bytes).expect("utf8")
-    };
+    let text = body_text(call(h, req("GET", "/api/bouquets", "", &[])), latin1);
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
@@ -401,11 +399,13 @@ fn latin1_and_ascii_bodies_decode() {
     assert!(std::str::from_utf8(&bytes).is_err(), "raw Latin-1 bytes");
     assert!(bytes.windows(2).any(|w| w == [0xD6, b's']), "Ö as one byte");
     let fav = crate::http::percent_encode(&sim.inner.layout.bouquets[0].sref);
-    let bytes = read_all(call(
-        &h,
-        req("GET", "/api/epgbouquet", &format!("bRef={fav}"), &[]),
-    ));
-    let text: String = bytes.iter().map(|b| *b as char).collect();
+    let text = body_text(
+        call(
+            &h,
+            req("GET", "/api/epgbouquet", &format!("bRef={fav}"), &[]),
+        ),
+        true,
+    );
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert!(v["events"].as_array().is_some_and(|e| !e.is_empty()));
     assert!(!text.contains("\\u"), "no \\u escapes in Latin-1 bodies");
