@@ -1,4 +1,5 @@
-//! Protection against overload: the circuit breaker (and, later, the token-bucket limiter).
+//! Protection against overload: the token bucket, the per-client rate limiter and the
+//! circuit breaker.
 //!
 //! Rules for everything in here:
 //! - No background threads and no timers: time moves only when a caller asks (every
@@ -10,5 +11,7 @@
 //!   error) is the caller's business.
 
 mod breaker;
+mod bucket;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerState, Permit, Rejected, Transition};
+pub use bucket::{Decision, TokenBucket};

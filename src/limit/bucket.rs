@@ -1,0 +1,232 @@
+//! A token bucket (`rate` tokens per second, at most `burst` stored) kept as the
+//! generic cell rate algorithm: one "theoretical arrival time" instead of a token count.
+//!
+//! Rules:
+//! - Time is integer and exact: instants are kept in "scaled nanoseconds" (nanoseconds ×
+//!   rate), in which one token is worth exactly 10⁹, so no rounding ever lets more
+//!   through than `burst + rate × window` over any window.
+//! - It refills lazily from the caller's clock (no timer); a clock that goes backwards
+//!   (a fake clock in tests) is treated as standing still.
+//! - One short lock per bucket, never held beyond a few integer operations.
+
+use std::num::NonZeroU32;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// One token's worth of scaled time: a second in nanoseconds.
+const TOKEN: u128 = 1_000_000_000;
+
+/// What a bucket said to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The request may go ahead (a token was taken).
+    pub allowed: bool,
+    /// Tokens left after this request.
+    pub remaining: u32,
+    /// When refused: how long until a token is available; zero when allowed.
+    pub retry_after: Duration,
+    /// How long until the bucket is full again (the `X-RateLimit-Reset` value).
+    pub reset: Duration,
+}
+
+/// A token bucket; see the module rules.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: NonZeroU32,
+    burst: NonZeroU32,
+    /// Scaled-time origin: instants are measured from here.
+    epoch: Instant,
+    /// Theoretical arrival time of the next request, in scaled nanoseconds since
+    /// `epoch`; the bucket is full whenever it is at or before now.
+    tat: Mutex<u128>,
+}
+
+impl TokenBucket {
+    /// A full bucket refilling `rate` tokens per second and holding at most `burst`.
+    pub fn new(rate: NonZeroU32, burst: NonZeroU32) -> TokenBucket {
+        TokenBucket::new_at(rate, burst, Instant::now())
+    }
+
+    /// [`TokenBucket::new`] with the clock's current reading given (fake clocks).
+    pub fn new_at(rate: NonZeroU32, burst: NonZeroU32, now: Instant) -> TokenBucket {
+        TokenBucket {
+            rate,
+            burst,
+            epoch: now,
+            tat: Mutex::new(0),
+        }
+    }
+
+    /// Tokens per second.
+    pub fn rate(&self) -> NonZeroU32 {
+        self.rate
+    }
+
+    /// The most tokens the bucket holds (the `X-RateLimit-Limit` value).
+    pub fn burst(&self) -> NonZeroU32 {
+        self.burst
+    }
+
+    /// Takes a token if one is there.
+    pub fn check(&self) -> Decision {
+        self.check_at(Instant::now())
+    }
+
+    /// [`TokenBucket::check`] at `now`.
+    pub fn check_at(&self, now: Instant) -> Decision {
+        let now = self.scaled(now);
+        let mut tat = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = (*tat).max(now);
+        let next = start + TOKEN;
+        // The request fits if, after it, no more than `burst` tokens are owed.
+        let allowed = next - now <= self.capacity();
+        if allowed {
+            *tat = next;
+        }
+        let owed = if allowed { next } else { start } - now;
+        drop(tat);
+        let retry_after = if allowed {
+            Duration::ZERO
+        } else {
+            self.unscale(next - now - self.capacity())
+        };
+        Decision {
+            allowed,
+            remaining: self.remaining(owed),
+            retry_after,
+            reset: self.unscale(owed),
+        }
+    }
+
+    /// Takes the next token whether or not it is there yet and says how long to wait
+    /// before using it: callers that must go ahead eventually (the receiver client)
+    /// queue up behind each other at exactly `rate`.
+    pub fn reserve(&self) -> Duration {
+        self.reserve_at(Instant::now())
+    }
+
+    /// [`TokenBucket::reserve`] at `now`.
+    pub fn reserve_at(&self, now: Instant) -> Duration {
+        let now = self.scaled(now);
+        let mut tat = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = (*tat).max(now);
+        *tat = start + TOKEN;
+        drop(tat);
+        let ready = start + TOKEN;
+        self.unscale((ready - now).saturating_sub(self.capacity()))
+    }
+
+    /// Whether the bucket is full at `now`, i.e. it remembers nothing worth keeping
+    /// (a per-client table may forget it).
+    pub fn is_full_at(&self, now: Instant) -> bool {
+        let now = self.scaled(now);
+        *self.tat.lock().unwrap_or_else(PoisonError::into_inner) <= now
+    }
+
+    /// The bucket's size in scaled time.
+    fn capacity(&self) -> u128 {
+        u128::from(self.burst.get()) * TOKEN
+    }
+
+    /// Whole tokens left when `owed` scaled nanoseconds are still owed.
+    fn remaining(&self, owed: u128) -> u32 {
+        let left = self.capacity().saturating_sub(owed) / TOKEN;
+        u32::try_from(left).unwrap_or(u32::MAX)
+    }
+
+    /// `now` as scaled nanoseconds since the epoch.
+    fn scaled(&self, now: Instant) -> u128 {
+        now.saturating_duration_since(self.epoch).as_nanos() * u128::from(self.rate.get())
+    }
+
+    /// Scaled nanoseconds back to a duration, rounded up so a waiter never wakes early.
+    fn unscale(&self, scaled: u128) -> Duration {
+        let nanos = scaled.div_ceil(u128::from(self.rate.get()));
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nz(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+    }
+
+    #[test]
+    fn a_full_bucket_admits_exactly_the_burst_at_once() {
+        let t0 = Instant::now();
+        let b = TokenBucket::new_at(nz(10), nz(20), t0);
+        for i in 0..20 {
+            let d = b.check_at(t0);
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 19 - i);
+        }
+        let d = b.check_at(t0);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 0);
+        assert_eq!(d.retry_after, Duration::from_millis(100));
+        assert_eq!(d.reset, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn tokens_come_back_at_the_rate() {
+        let t0 = Instant::now();
+        let b = TokenBucket::new_at(nz(4), nz(1), t0);
+        assert!(b.check_at(t0).allowed);
+        assert!(!b.check_at(t0 + Duration::from_millis(249)).allowed);
+        assert!(b.check_at(t0 + Duration::from_millis(250)).allowed);
+        assert!(!b.is_full_at(t0 + Duration::from_millis(499)));
+        assert!(b.is_full_at(t0 + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn refused_requests_take_nothing() {
+        let t0 = Instant::now();
+        let b = TokenBucket::new_at(nz(1), nz(1), t0);
+        assert!(b.check_at(t0).allowed);
+        for _ in 0..100 {
+            assert!(!b.check_at(t0 + Duration::from_millis(500)).allowed);
+        }
+        assert!(b.check_at(t0 + Duration::from_secs(1)).allowed);
+    }
+
+    #[test]
+    fn a_clock_going_backwards_stands_still() {
+        let t0 = Instant::now() + Duration::from_secs(10);
+        let b = TokenBucket::new_at(nz(1), nz(2), t0);
+        let earlier = t0 - Duration::from_secs(5);
+        assert!(b.check_at(earlier).allowed);
+        assert!(b.check_at(earlier).allowed);
+        assert!(!b.check_at(t0).allowed);
+    }
+
+    #[test]
+    fn reservations_queue_at_the_rate() {
+        let t0 = Instant::now();
+        let b = TokenBucket::new_at(nz(10), nz(2), t0);
+        assert_eq!(b.reserve_at(t0), Duration::ZERO);
+        assert_eq!(b.reserve_at(t0), Duration::ZERO);
+        assert_eq!(b.reserve_at(t0), Duration::from_millis(100));
+        assert_eq!(b.reserve_at(t0), Duration::from_millis(200));
+        // A check sees the queue: nothing left for a second.
+        assert!(!b.check_at(t0 + Duration::from_millis(250)).allowed);
+    }
+
+    #[test]
+    fn odd_rates_never_round_in_the_callers_favour() {
+        // 3 per second: a token every 333.33 ms; 300 tokens take exactly 100 s.
+        let t0 = Instant::now();
+        let b = TokenBucket::new_at(nz(3), nz(1), t0);
+        let mut admitted = 0u32;
+        let mut t = t0;
+        while t < t0 + Duration::from_secs(100) {
+            if b.check_at(t).allowed {
+                admitted += 1;
+            }
+            t += Duration::from_millis(1);
+        }
+        assert_eq!(admitted, 300);
+    }
+}
