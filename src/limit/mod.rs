@@ -12,6 +12,8 @@
 
 mod breaker;
 mod bucket;
+mod ipset;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerState, Permit, Rejected, Transition};
 pub use bucket::{Decision, TokenBucket};
+pub use ipset::{IpSet, IpSetError, client_ip};
