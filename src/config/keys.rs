@@ -15,6 +15,8 @@ pub struct KeyInfo {
     pub default: &'static str,
     /// One sentence for the README table: what it does and what values are allowed.
     pub help: &'static str,
+    /// Other environment names read when `env` is unset (the Go xg2g's older spellings).
+    pub aliases: &'static [&'static str],
     /// The field the loader sets; private so the list stays the only way to name one.
     pub(super) field: Field,
 }
@@ -22,7 +24,33 @@ pub struct KeyInfo {
 impl KeyInfo {
     /// True for passwords and tokens, which are never printed or echoed in errors.
     pub fn is_secret(&self) -> bool {
-        matches!(self.field, Field::OwiPass | Field::ApiToken)
+        matches!(
+            self.field,
+            Field::OwiPass | Field::ApiToken | Field::StreamToken
+        )
+    }
+
+    /// True for settings a running daemon cannot take over on reload: listeners and
+    /// their limits, the data folder, the picon cache, breakers and the log filter are
+    /// built once at start.
+    pub fn needs_restart(&self) -> bool {
+        matches!(
+            self.field,
+            Field::Data
+                | Field::Listen
+                | Field::MetricsListen
+                | Field::PiconBase
+                | Field::HttpMaxConnections
+                | Field::HttpHeaderTimeout
+                | Field::HttpIdleTimeout
+                | Field::HttpWriteTimeout
+                | Field::HttpMaxHeaderBytes
+                | Field::PiconCacheMaxBytes
+                | Field::CircuitBreakerEnabled
+                | Field::CircuitBreakerFailureThreshold
+                | Field::CircuitBreakerTimeout
+                | Field::LogLevel
+        )
     }
 }
 
@@ -66,6 +94,24 @@ pub(super) enum Field {
     CircuitBreakerEnabled,
     CircuitBreakerFailureThreshold,
     CircuitBreakerTimeout,
+    OwiCacheTtl,
+    OwiRateLimit,
+    StreamToken,
+    RatelimitEnabled,
+    RatelimitRps,
+    RatelimitBurst,
+    RatelimitGlobalRps,
+    RatelimitGlobalBurst,
+    RatelimitFilesRps,
+    RatelimitFilesBurst,
+    RatelimitStreamRps,
+    RatelimitStreamBurst,
+    RatelimitApiRps,
+    RatelimitApiBurst,
+    RatelimitWhitelist,
+    RatelimitMaxClients,
+    TrustedProxies,
+    ConfigWatchInterval,
     LogLevel,
 }
 
@@ -82,12 +128,20 @@ const fn key(
         file_key,
         default,
         help,
+        aliases: &[],
         field,
     }
 }
 
+impl KeyInfo {
+    /// The same key, also read from the older environment names `aliases`.
+    const fn also(self, aliases: &'static [&'static str]) -> KeyInfo {
+        KeyInfo { aliases, ..self }
+    }
+}
+
 /// Every setting, in `Settings` field order.
-pub(super) static KEYS: [KeyInfo; 38] = [
+pub(super) static KEYS: [KeyInfo; 56] = [
     key(
         "XG2G_OWI_BASE",
         "owi_base",
@@ -239,7 +293,7 @@ pub(super) static KEYS: [KeyInfo; 38] = [
         "XG2G_API_TOKEN",
         "api_token",
         "",
-        "Bearer token for /api/v1/refresh (never printed); unset = that endpoint is refused.",
+        "Token for /api/v1/refresh and /api/v1/config/reload, as Authorization: Bearer or X-API-Token (never printed); unset = those endpoints are refused.",
         Field::ApiToken,
     ),
     key(
@@ -346,6 +400,135 @@ pub(super) static KEYS: [KeyInfo; 38] = [
         "30s",
         "How long an open breaker refuses before it lets one probe through, 1s to 1h.",
         Field::CircuitBreakerTimeout,
+    ),
+    key(
+        "XG2G_OWI_CACHE_TTL",
+        "owi_cache_ttl",
+        "5m",
+        "How long the receiver's bouquet and channel lists are reused, 0s (off) to 1d; the EPG is never cached.",
+        Field::OwiCacheTtl,
+    ),
+    key(
+        "XG2G_OWI_RATE_LIMIT",
+        "owi_rate_limit",
+        "10",
+        "Receiver requests per second at most (a refresh waits rather than flood the box), 1 to 1000.",
+        Field::OwiRateLimit,
+    ),
+    key(
+        "XG2G_STREAM_TOKEN",
+        "stream_token",
+        "",
+        "When set, playlist, guide, stream and picon URLs need ?token=<this>; the playlist writes it into its links (never printed).",
+        Field::StreamToken,
+    ),
+    key(
+        "XG2G_RATELIMIT_ENABLED",
+        "ratelimit_enabled",
+        "true",
+        "Limit HTTP requests per client and overall (true/false); also read as XG2G_RATE_LIMIT_ENABLED.",
+        Field::RatelimitEnabled,
+    )
+    .also(&["XG2G_RATE_LIMIT_ENABLED"]),
+    key(
+        "XG2G_RATELIMIT_RPS",
+        "ratelimit_rps",
+        "10",
+        "Requests per second per client and route class, 1 to 1000000; also read as XG2G_RATE_LIMIT_PER_IP_RATE.",
+        Field::RatelimitRps,
+    )
+    .also(&["XG2G_RATE_LIMIT_PER_IP_RATE"]),
+    key(
+        "XG2G_RATELIMIT_BURST",
+        "ratelimit_burst",
+        "20",
+        "Requests per client and route class allowed at once before the rate applies, 1 to 1000000.",
+        Field::RatelimitBurst,
+    ),
+    key(
+        "XG2G_RATELIMIT_GLOBAL_RPS",
+        "ratelimit_global_rps",
+        "100",
+        "Requests per second from all clients together, 1 to 1000000; also read as XG2G_RATE_LIMIT_GLOBAL_RATE.",
+        Field::RatelimitGlobalRps,
+    )
+    .also(&["XG2G_RATE_LIMIT_GLOBAL_RATE"]),
+    key(
+        "XG2G_RATELIMIT_GLOBAL_BURST",
+        "ratelimit_global_burst",
+        "200",
+        "Requests from all clients together allowed at once, 1 to 1000000.",
+        Field::RatelimitGlobalBurst,
+    ),
+    key(
+        "XG2G_RATELIMIT_FILES_RPS",
+        "ratelimit_files_rps",
+        "",
+        "Per-client rate for playlist, guide and picons, 1 to 1000000; unset = XG2G_RATELIMIT_RPS.",
+        Field::RatelimitFilesRps,
+    ),
+    key(
+        "XG2G_RATELIMIT_FILES_BURST",
+        "ratelimit_files_burst",
+        "",
+        "Per-client burst for playlist, guide and picons; unset = XG2G_RATELIMIT_BURST.",
+        Field::RatelimitFilesBurst,
+    ),
+    key(
+        "XG2G_RATELIMIT_STREAM_RPS",
+        "ratelimit_stream_rps",
+        "",
+        "Per-client rate for opening streams, 1 to 1000000; unset = XG2G_RATELIMIT_RPS.",
+        Field::RatelimitStreamRps,
+    ),
+    key(
+        "XG2G_RATELIMIT_STREAM_BURST",
+        "ratelimit_stream_burst",
+        "",
+        "Per-client burst for opening streams; unset = XG2G_RATELIMIT_BURST.",
+        Field::RatelimitStreamBurst,
+    ),
+    key(
+        "XG2G_RATELIMIT_API_RPS",
+        "ratelimit_api_rps",
+        "",
+        "Per-client rate for /api/*, 1 to 1000000; unset = XG2G_RATELIMIT_RPS.",
+        Field::RatelimitApiRps,
+    ),
+    key(
+        "XG2G_RATELIMIT_API_BURST",
+        "ratelimit_api_burst",
+        "",
+        "Per-client burst for /api/*; unset = XG2G_RATELIMIT_BURST.",
+        Field::RatelimitApiBurst,
+    ),
+    key(
+        "XG2G_RATELIMIT_WHITELIST",
+        "ratelimit_whitelist",
+        "",
+        "Clients never limited: addresses or networks, comma-separated (192.168.1.5, 10.0.0.0/8, fd00::/8).",
+        Field::RatelimitWhitelist,
+    ),
+    key(
+        "XG2G_RATELIMIT_MAX_CLIENTS",
+        "ratelimit_max_clients",
+        "4096",
+        "Clients tracked at most, 16 to 1000000; beyond that new clients share one budget, so memory stays bounded.",
+        Field::RatelimitMaxClients,
+    ),
+    key(
+        "XG2G_TRUSTED_PROXIES",
+        "trusted_proxies",
+        "",
+        "Reverse proxies whose X-Forwarded-For names the client: addresses or networks, comma-separated; empty = the header is ignored.",
+        Field::TrustedProxies,
+    ),
+    key(
+        "XG2G_CONFIG_WATCH_INTERVAL",
+        "config_watch_interval",
+        "5s",
+        "How often the settings file (--config) is checked; a change is reloaded. 0s (off) to 1h.",
+        Field::ConfigWatchInterval,
     ),
     key(
         "XG2G_LOG_LEVEL",

@@ -7,18 +7,23 @@
 //! single source of names, defaults and help.
 
 mod keys;
+mod live;
 mod value;
 
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
 
 pub use keys::KeyInfo;
+pub use live::{FileStamp, LiveSettings};
 pub use value::format_duration;
+
+use crate::limit::IpSet;
 
 use keys::{Field, KEYS};
 use value::IntRange;
@@ -109,6 +114,42 @@ pub struct Settings {
     pub circuit_breaker_failure_threshold: u32,
     /// `XG2G_CIRCUIT_BREAKER_TIMEOUT` (30s): open time before one probe is let through.
     pub circuit_breaker_timeout: Duration,
+    /// `XG2G_OWI_CACHE_TTL` (5m, 0 = off): bouquet and service lists are reused this long.
+    pub owi_cache_ttl: Duration,
+    /// `XG2G_OWI_RATE_LIMIT` (10/s): receiver requests per second at most.
+    pub owi_rate_limit: NonZeroU32,
+    /// `XG2G_STREAM_TOKEN`: when set, files, streams and picons need `?token=`.
+    pub stream_token: Option<String>,
+    /// `XG2G_RATELIMIT_ENABLED` (true).
+    pub ratelimit_enabled: bool,
+    /// `XG2G_RATELIMIT_RPS` (10): per client and route class.
+    pub ratelimit_rps: NonZeroU32,
+    /// `XG2G_RATELIMIT_BURST` (20): per client and route class.
+    pub ratelimit_burst: NonZeroU32,
+    /// `XG2G_RATELIMIT_GLOBAL_RPS` (100): all clients together.
+    pub ratelimit_global_rps: NonZeroU32,
+    /// `XG2G_RATELIMIT_GLOBAL_BURST` (200): all clients together.
+    pub ratelimit_global_burst: NonZeroU32,
+    /// `XG2G_RATELIMIT_FILES_RPS`: `None` = `ratelimit_rps`.
+    pub ratelimit_files_rps: Option<NonZeroU32>,
+    /// `XG2G_RATELIMIT_FILES_BURST`: `None` = `ratelimit_burst`.
+    pub ratelimit_files_burst: Option<NonZeroU32>,
+    /// `XG2G_RATELIMIT_STREAM_RPS`: `None` = `ratelimit_rps`.
+    pub ratelimit_stream_rps: Option<NonZeroU32>,
+    /// `XG2G_RATELIMIT_STREAM_BURST`: `None` = `ratelimit_burst`.
+    pub ratelimit_stream_burst: Option<NonZeroU32>,
+    /// `XG2G_RATELIMIT_API_RPS`: `None` = `ratelimit_rps`.
+    pub ratelimit_api_rps: Option<NonZeroU32>,
+    /// `XG2G_RATELIMIT_API_BURST`: `None` = `ratelimit_burst`.
+    pub ratelimit_api_burst: Option<NonZeroU32>,
+    /// `XG2G_RATELIMIT_WHITELIST`: clients never limited.
+    pub ratelimit_whitelist: IpSet,
+    /// `XG2G_RATELIMIT_MAX_CLIENTS` (4096): clients tracked at most.
+    pub ratelimit_max_clients: NonZeroUsize,
+    /// `XG2G_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: IpSet,
+    /// `XG2G_CONFIG_WATCH_INTERVAL` (5s, 0 = off): settings file change polling.
+    pub config_watch_interval: Duration,
     /// `XG2G_LOG_LEVEL` (`info`): default log filter when `RUST_LOG` is unset.
     pub log_level: String,
 }
@@ -237,6 +278,17 @@ const PICON_CACHE_MAX_BYTES: IntRange = IntRange {
     hi: 4 << 30,
 };
 const BREAKER_THRESHOLD: IntRange = IntRange { lo: 1, hi: 1000 };
+const OWI_RATE_LIMIT: IntRange = IntRange { lo: 1, hi: 1000 };
+const REQUEST_RATE: IntRange = IntRange {
+    lo: 1,
+    hi: 1_000_000,
+};
+const MAX_CLIENTS: IntRange = IntRange {
+    lo: 16,
+    hi: 1_000_000,
+};
+const OWI_CACHE_TTL: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(86_400));
+const CONFIG_WATCH: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(3600));
 const STREAM_LINGER: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(600));
 const STREAM_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
 const REFRESH_INTERVAL: (Duration, Duration) =
@@ -247,6 +299,7 @@ const OWI_BASE_ALLOWED: &str = "must be a URL like http://192.168.1.10";
 const URL_ALLOWED: &str = "must be a URL like http://192.168.1.20:8080";
 const TEXT_ALLOWED: &str = "must be text";
 const PATH_ALLOWED: &str = "must be a folder path";
+const IP_SET_ALLOWED: &str = "must be a comma list of addresses or networks";
 const BOUQUET_ALLOWED: &str = "must be a comma list or an array of bouquet names";
 
 /// Longest value echoed in an error; beyond this the message would stop being one line
@@ -294,6 +347,24 @@ impl Settings {
             circuit_breaker_enabled: true,
             circuit_breaker_failure_threshold: 5,
             circuit_breaker_timeout: Duration::from_secs(30),
+            owi_cache_ttl: Duration::from_secs(300),
+            owi_rate_limit: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+            stream_token: None,
+            ratelimit_enabled: true,
+            ratelimit_rps: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+            ratelimit_burst: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
+            ratelimit_global_rps: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
+            ratelimit_global_burst: NonZeroU32::new(200).unwrap_or(NonZeroU32::MIN),
+            ratelimit_files_rps: None,
+            ratelimit_files_burst: None,
+            ratelimit_stream_rps: None,
+            ratelimit_stream_burst: None,
+            ratelimit_api_rps: None,
+            ratelimit_api_burst: None,
+            ratelimit_whitelist: IpSet::default(),
+            ratelimit_max_clients: NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN),
+            trusted_proxies: IpSet::default(),
+            config_watch_interval: Duration::from_secs(5),
             log_level: "info".to_string(),
         }
     }
@@ -329,16 +400,21 @@ impl Settings {
             }
         }
         for info in KEYS.iter() {
-            let Some(text) = env(info.env) else {
+            // The first name that holds a value wins: the current name, then aliases.
+            let given = std::iter::once(info.env)
+                .chain(info.aliases.iter().copied())
+                .find_map(|name| {
+                    env(name)
+                        .filter(|text| !text.trim().is_empty())
+                        .map(|text| (name, text))
+                });
+            let Some((name, text)) = given else {
                 continue;
             };
             let at = At {
                 info,
-                raw: Raw::Env(&text),
+                raw: Raw::Env(name, &text),
             };
-            if at.is_unset() {
-                continue;
-            }
             at.apply(&mut settings)?;
             if info.field == Field::MetricsListen {
                 metrics_setting = Some(at.setting());
@@ -371,9 +447,11 @@ impl Settings {
     /// UTF-8 is an error naming it.
     pub fn from_process(file: Option<&Path>) -> Result<Settings, ConfigError> {
         for info in KEYS.iter() {
-            if let Some(value) = std::env::var_os(info.env) {
-                if value.to_str().is_none() {
-                    return Err(ConfigError::NotUnicode { key: info.env });
+            for name in std::iter::once(info.env).chain(info.aliases.iter().copied()) {
+                if let Some(value) = std::env::var_os(name) {
+                    if value.to_str().is_none() {
+                        return Err(ConfigError::NotUnicode { key: name });
+                    }
                 }
             }
         }
@@ -441,8 +519,56 @@ impl Settings {
                 self.circuit_breaker_failure_threshold.to_string()
             }
             Field::CircuitBreakerTimeout => format_duration(self.circuit_breaker_timeout),
+            Field::OwiCacheTtl => format_duration(self.owi_cache_ttl),
+            Field::OwiRateLimit => self.owi_rate_limit.to_string(),
+            Field::StreamToken => secret(&self.stream_token),
+            Field::RatelimitEnabled => self.ratelimit_enabled.to_string(),
+            Field::RatelimitRps => self.ratelimit_rps.to_string(),
+            Field::RatelimitBurst => self.ratelimit_burst.to_string(),
+            Field::RatelimitGlobalRps => self.ratelimit_global_rps.to_string(),
+            Field::RatelimitGlobalBurst => self.ratelimit_global_burst.to_string(),
+            Field::RatelimitFilesRps => opt_num(self.ratelimit_files_rps),
+            Field::RatelimitFilesBurst => opt_num(self.ratelimit_files_burst),
+            Field::RatelimitStreamRps => opt_num(self.ratelimit_stream_rps),
+            Field::RatelimitStreamBurst => opt_num(self.ratelimit_stream_burst),
+            Field::RatelimitApiRps => opt_num(self.ratelimit_api_rps),
+            Field::RatelimitApiBurst => opt_num(self.ratelimit_api_burst),
+            Field::RatelimitWhitelist => ip_set(&self.ratelimit_whitelist),
+            Field::RatelimitMaxClients => self.ratelimit_max_clients.to_string(),
+            Field::TrustedProxies => ip_set(&self.trusted_proxies),
+            Field::ConfigWatchInterval => format_duration(self.config_watch_interval),
             Field::LogLevel => self.log_level.clone(),
         }
+    }
+
+    /// The keys whose values differ between `self` and `new` (secrets compared by
+    /// value, never printed), in key order: what a reload changes.
+    pub fn changed_keys(&self, new: &Settings) -> Vec<&'static KeyInfo> {
+        KEYS.iter()
+            .filter(|info| {
+                let secret_differs = match info.field {
+                    Field::OwiPass => self.owi_pass != new.owi_pass,
+                    Field::ApiToken => self.api_token != new.api_token,
+                    Field::StreamToken => self.stream_token != new.stream_token,
+                    _ => false,
+                };
+                secret_differs || self.value_text(info) != new.value_text(info)
+            })
+            .collect()
+    }
+}
+
+/// An optional number as `describe` prints it.
+fn opt_num(n: Option<NonZeroU32>) -> String {
+    n.map_or_else(|| "(unset)".to_string(), |n| n.to_string())
+}
+
+/// An address list as `describe` prints it.
+fn ip_set(set: &IpSet) -> String {
+    if set.is_empty() {
+        "(unset)".to_string()
+    } else {
+        set.to_string()
     }
 }
 
@@ -548,7 +674,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// A value as it arrived: environment text, or a TOML value from a file.
 #[derive(Clone, Copy)]
 enum Raw<'a> {
-    Env(&'a str),
+    /// The variable's name as read (the key's name or an alias) and its text.
+    Env(&'static str, &'a str),
     File(&'a toml::Value, &'a Path),
 }
 
@@ -562,7 +689,7 @@ impl<'a> At<'a> {
     /// Empty (or blank) text counts as not given, so `XG2G_X=` keeps the file or default.
     fn is_unset(&self) -> bool {
         match self.raw {
-            Raw::Env(text) => text.trim().is_empty(),
+            Raw::Env(_, text) => text.trim().is_empty(),
             Raw::File(toml::Value::String(text), _) => text.trim().is_empty(),
             Raw::File(..) => false,
         }
@@ -572,13 +699,13 @@ impl<'a> At<'a> {
     fn setting(&self) -> String {
         let secret = self.info.is_secret();
         match self.raw {
-            Raw::Env(text) => {
+            Raw::Env(name, text) => {
                 let shown = if secret {
                     "****".to_string()
                 } else {
                     format!("{:?}", shorten(text))
                 };
-                format!("{}={shown}", self.info.env)
+                format!("{name}={shown}")
             }
             Raw::File(value, path) => {
                 let shown = if secret {
@@ -611,7 +738,7 @@ impl<'a> At<'a> {
             Raw::File(toml::Value::Datetime(_), _) => "a date",
             Raw::File(toml::Value::Array(_), _) => "an array",
             Raw::File(toml::Value::Table(_), _) => "a table",
-            Raw::Env(_) => "text",
+            Raw::Env(..) => "text",
         };
         self.fail(format!("{allowed} (a TOML {want}, not {got})"))
     }
@@ -619,7 +746,7 @@ impl<'a> At<'a> {
     /// The text exactly as given (for secrets and names, where spaces may matter).
     fn verbatim(&self, allowed: &str) -> Result<&'a str, ConfigError> {
         match self.raw {
-            Raw::Env(text) => Ok(text),
+            Raw::Env(_, text) => Ok(text),
             Raw::File(toml::Value::String(text), _) => Ok(text),
             Raw::File(..) => Err(self.wrong_type(allowed, "string")),
         }
@@ -643,7 +770,7 @@ impl<'a> At<'a> {
     /// A whole number within `range`: TOML integer, or decimal digits in the environment.
     fn uint(&self, range: IntRange) -> Result<u64, ConfigError> {
         let n = match self.raw {
-            Raw::Env(text) => value::parse_uint(text.trim()),
+            Raw::Env(_, text) => value::parse_uint(text.trim()),
             Raw::File(toml::Value::Integer(n), _) => u64::try_from(*n).ok(),
             Raw::File(..) => return Err(self.wrong_type(&range.allowed(), "integer")),
         };
@@ -664,7 +791,7 @@ impl<'a> At<'a> {
             value::format_bytes(range.hi)
         );
         let n = match self.raw {
-            Raw::Env(text) => value::parse_bytes(text.trim()),
+            Raw::Env(_, text) => value::parse_bytes(text.trim()),
             Raw::File(toml::Value::String(text), _) => value::parse_bytes(text.trim()),
             Raw::File(toml::Value::Integer(n), _) => u64::try_from(*n).ok(),
             Raw::File(..) => return Err(self.wrong_type(&allowed, "integer")),
@@ -675,7 +802,7 @@ impl<'a> At<'a> {
 
     fn boolean(&self) -> Result<bool, ConfigError> {
         match self.raw {
-            Raw::Env(text) => value::parse_bool(text.trim()).map_err(|p| self.fail(p)),
+            Raw::Env(_, text) => value::parse_bool(text.trim()).map_err(|p| self.fail(p)),
             Raw::File(toml::Value::Boolean(b), _) => Ok(*b),
             Raw::File(..) => Err(self.wrong_type("must be true or false", "boolean")),
         }
@@ -719,6 +846,17 @@ impl<'a> At<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// A whole number within `range` (which excludes zero) as a `NonZeroU32`.
+    fn nonzero(&self, range: IntRange) -> Result<NonZeroU32, ConfigError> {
+        NonZeroU32::new(self.uint_as(range)?).ok_or_else(|| self.fail(range.allowed()))
+    }
+
+    /// An address list (`XG2G_RATELIMIT_WHITELIST`, `XG2G_TRUSTED_PROXIES`).
+    fn ip_set(&self) -> Result<IpSet, ConfigError> {
+        let text = self.text(IP_SET_ALLOWED)?;
+        IpSet::parse(text).map_err(|e| self.fail(e.to_string()))
     }
 
     /// Optional text (user, password, token) taken verbatim.
@@ -796,6 +934,32 @@ impl<'a> At<'a> {
             Field::CircuitBreakerTimeout => {
                 s.circuit_breaker_timeout = self.duration(HTTP_TIMEOUT)?
             }
+            Field::OwiCacheTtl => s.owi_cache_ttl = self.duration(OWI_CACHE_TTL)?,
+            Field::OwiRateLimit => s.owi_rate_limit = self.nonzero(OWI_RATE_LIMIT)?,
+            Field::StreamToken => s.stream_token = self.opt_text()?,
+            Field::RatelimitEnabled => s.ratelimit_enabled = self.boolean()?,
+            Field::RatelimitRps => s.ratelimit_rps = self.nonzero(REQUEST_RATE)?,
+            Field::RatelimitBurst => s.ratelimit_burst = self.nonzero(REQUEST_RATE)?,
+            Field::RatelimitGlobalRps => s.ratelimit_global_rps = self.nonzero(REQUEST_RATE)?,
+            Field::RatelimitGlobalBurst => s.ratelimit_global_burst = self.nonzero(REQUEST_RATE)?,
+            Field::RatelimitFilesRps => s.ratelimit_files_rps = Some(self.nonzero(REQUEST_RATE)?),
+            Field::RatelimitFilesBurst => {
+                s.ratelimit_files_burst = Some(self.nonzero(REQUEST_RATE)?)
+            }
+            Field::RatelimitStreamRps => s.ratelimit_stream_rps = Some(self.nonzero(REQUEST_RATE)?),
+            Field::RatelimitStreamBurst => {
+                s.ratelimit_stream_burst = Some(self.nonzero(REQUEST_RATE)?)
+            }
+            Field::RatelimitApiRps => s.ratelimit_api_rps = Some(self.nonzero(REQUEST_RATE)?),
+            Field::RatelimitApiBurst => s.ratelimit_api_burst = Some(self.nonzero(REQUEST_RATE)?),
+            Field::RatelimitWhitelist => s.ratelimit_whitelist = self.ip_set()?,
+            Field::RatelimitMaxClients => {
+                let n: usize = self.uint_as(MAX_CLIENTS)?;
+                s.ratelimit_max_clients =
+                    NonZeroUsize::new(n).ok_or_else(|| self.fail(MAX_CLIENTS.allowed()))?;
+            }
+            Field::TrustedProxies => s.trusted_proxies = self.ip_set()?,
+            Field::ConfigWatchInterval => s.config_watch_interval = self.duration(CONFIG_WATCH)?,
             Field::LogLevel => {
                 s.log_level = self.parsed(value::LOG_LEVEL_ALLOWED, value::parse_log_level)?
             }

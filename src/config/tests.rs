@@ -90,7 +90,7 @@ fn defaults_are_the_documented_ones() {
 #[test]
 fn key_table_is_consistent() {
     let keys = keys();
-    assert_eq!(keys.len(), 38);
+    assert_eq!(keys.len(), 56);
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(k.env, format!("XG2G_{}", k.file_key.to_ascii_uppercase()));
         assert!(!k.help.is_empty(), "{} has no help", k.env);
@@ -105,7 +105,10 @@ fn key_table_is_consistent() {
         .filter(|k| k.is_secret())
         .map(|k| k.env)
         .collect();
-    assert_eq!(secrets, ["XG2G_OWI_PASS", "XG2G_API_TOKEN"]);
+    assert_eq!(
+        secrets,
+        ["XG2G_OWI_PASS", "XG2G_API_TOKEN", "XG2G_STREAM_TOKEN"]
+    );
     // The default column, fed back as settings, gives exactly the defaults.
     let defaults = load_env(&[BASE]).expect("defaults").describe();
     let mut pairs: Vec<(&str, &str)> = keys
@@ -765,5 +768,108 @@ fn readme_documents_every_setting_with_its_default() {
             "README default of {} should be {default}: {row}",
             k.env
         );
+    }
+}
+
+#[test]
+fn protection_settings_parse_with_their_old_names_too() {
+    let s = load_env(&[
+        BASE,
+        ("XG2G_RATE_LIMIT_ENABLED", "false"),
+        ("XG2G_RATE_LIMIT_PER_IP_RATE", "7"),
+        ("XG2G_RATE_LIMIT_GLOBAL_RATE", "70"),
+        ("XG2G_RATELIMIT_API_BURST", "3"),
+        ("XG2G_RATELIMIT_WHITELIST", "10.0.0.0/8, 192.168.1.5"),
+        ("XG2G_TRUSTED_PROXIES", "127.0.0.1"),
+        ("XG2G_OWI_CACHE_TTL", "0s"),
+        ("XG2G_STREAM_TOKEN", "tv"),
+    ])
+    .expect("valid");
+    assert!(!s.ratelimit_enabled);
+    assert_eq!(s.ratelimit_rps.get(), 7);
+    assert_eq!(s.ratelimit_global_rps.get(), 70);
+    assert_eq!(s.ratelimit_api_burst.map(|n| n.get()), Some(3));
+    assert_eq!(s.ratelimit_files_rps, None);
+    assert!(
+        s.ratelimit_whitelist
+            .contains("10.9.8.7".parse().expect("ip"))
+    );
+    assert!(s.trusted_proxies.contains("127.0.0.1".parse().expect("ip")));
+    assert_eq!(s.owi_cache_ttl, Duration::ZERO);
+    assert_eq!(s.stream_token.as_deref(), Some("tv"));
+    // The current name wins over an alias.
+    let s = load_env(&[
+        BASE,
+        ("XG2G_RATELIMIT_RPS", "5"),
+        ("XG2G_RATE_LIMIT_PER_IP_RATE", "9"),
+    ])
+    .expect("valid");
+    assert_eq!(s.ratelimit_rps.get(), 5);
+    // Errors name the variable as the user wrote it.
+    let e = load_env(&[BASE, ("XG2G_RATE_LIMIT_PER_IP_RATE", "0")]).expect_err("zero");
+    assert_eq!(
+        e.to_string(),
+        "XG2G_RATE_LIMIT_PER_IP_RATE=\"0\": must be a whole number from 1 to 1000000"
+    );
+    let e = load_env(&[BASE, ("XG2G_TRUSTED_PROXIES", "10.0.0.1/8")]).expect_err("host bits");
+    assert!(e.to_string().contains("did you mean 10.0.0.0/8"), "{e}");
+}
+
+#[test]
+fn changed_keys_compare_secrets_without_printing_them() {
+    let old = load_env(&[BASE, ("XG2G_API_TOKEN", "a")]).expect("valid");
+    let new = load_env(&[BASE, ("XG2G_API_TOKEN", "b"), ("XG2G_EPG_DAYS", "3")]).expect("valid");
+    let changed: Vec<_> = old.changed_keys(&new).iter().map(|k| k.env).collect();
+    assert_eq!(changed, ["XG2G_EPG_DAYS", "XG2G_API_TOKEN"]);
+    assert!(old.changed_keys(&old).is_empty());
+    let moved = load_env(&[BASE, ("XG2G_LISTEN", ":9090")]).expect("valid");
+    let restart: Vec<_> = old
+        .changed_keys(&moved)
+        .iter()
+        .filter(|k| k.needs_restart())
+        .map(|k| k.env)
+        .collect();
+    assert_eq!(restart, ["XG2G_LISTEN"]);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The settings parser as a fuzz target: any text for any key gives valid
+        /// settings or one short line naming the key, and never echoes a secret.
+        #[test]
+        fn any_env_text_is_settings_or_one_line_error(
+            index in 0usize..56,
+            text in "\\PC{0,40}|[0-9a-zA-Z./:,\\[\\] -]{0,40}",
+        ) {
+            let info = &keys()[index];
+            match load_env(&[BASE, (info.env, &text)]) {
+                Ok(s) => {
+                    // Whatever was accepted prints as a value that reads back the same.
+                    let described = s.describe();
+                    let prefix = format!("{}=", info.env);
+                    let printed = described
+                        .lines()
+                        .find_map(|l| l.strip_prefix(prefix.as_str()))
+                        .unwrap_or_default();
+                    if printed != "(unset)" && !info.is_secret() {
+                        let again = load_env(&[BASE, (info.env, printed)]).map(|s| s.describe());
+                        prop_assert_eq!(again.ok(), Some(described));
+                    }
+                }
+                Err(e) => {
+                    let m = e.to_string();
+                    prop_assert!(!m.contains('\n') && m.len() < 400, "{}", m);
+                    prop_assert!(m.starts_with(info.env), "{}", m);
+                    if info.is_secret() && text.trim().len() > 4 {
+                        prop_assert!(!m.contains(text.trim()), "{}", m);
+                    }
+                }
+            }
+        }
     }
 }

@@ -63,7 +63,9 @@ impl fmt::Display for Net {
 }
 
 fn mask32(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0)
+    u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0)
 }
 
 fn mask128(prefix: u8) -> u128 {
@@ -203,7 +205,10 @@ mod tests {
         assert!(set.contains(ip("fd12::9")));
         assert!(!set.contains(ip("fe80::1")));
         assert!(set.contains(ip("::ffff:10.1.2.3")), "mapped IPv4");
-        assert_eq!(set.to_string(), "10.0.0.0/8,192.168.1.5/32,::1/128,fd00::/8");
+        assert_eq!(
+            set.to_string(),
+            "10.0.0.0/8,192.168.1.5/32,::1/128,fd00::/8"
+        );
     }
 
     #[test]
@@ -222,9 +227,18 @@ mod tests {
                 network: "10.0.0.0/8".into()
             })
         );
-        assert!(matches!(IpSet::parse("10.0.0.0/33"), Err(IpSetError::Prefix(_))));
-        assert!(matches!(IpSet::parse("host.lan"), Err(IpSetError::Syntax(_))));
-        assert!(matches!(IpSet::parse("1.2.3.4/"), Err(IpSetError::Syntax(_))));
+        assert!(matches!(
+            IpSet::parse("10.0.0.0/33"),
+            Err(IpSetError::Prefix(_))
+        ));
+        assert!(matches!(
+            IpSet::parse("host.lan"),
+            Err(IpSetError::Syntax(_))
+        ));
+        assert!(matches!(
+            IpSet::parse("1.2.3.4/"),
+            Err(IpSetError::Syntax(_))
+        ));
         let long = vec!["1.2.3.4"; MAX_ENTRIES + 1].join(",");
         assert_eq!(IpSet::parse(&long), Err(IpSetError::TooMany));
         assert_eq!(IpSet::parse(" , "), Ok(IpSet::default()));
@@ -245,7 +259,11 @@ mod tests {
             ip("127.0.0.1")
         );
         assert_eq!(
-            client_ip(ip("::ffff:127.0.0.1"), Some("::ffff:198.51.100.2"), &trusted),
+            client_ip(
+                ip("::ffff:127.0.0.1"),
+                Some("::ffff:198.51.100.2"),
+                &trusted
+            ),
             ip("198.51.100.2")
         );
     }
