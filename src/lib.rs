@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) wires these modules together; each owns one concern
 //! (see DESIGN.md for the map).
 
+pub mod audit;
 pub mod config;
 pub mod guide;
 pub mod http;

@@ -1,7 +1,8 @@
-//! The settings a running daemon uses, swapped whole on reload.
+//! What a running daemon swaps whole on reload: the settings, and what is built from
+//! them (the rate limiter).
 //!
-//! Rules: readers take a snapshot (`Arc<Settings>`) and use it for one whole operation
-//! (a request, a refresh), so no operation ever mixes old and new values; a reload
+//! Rules: readers take a snapshot (`Arc<T>`) and use it for one whole operation (a
+//! request, a refresh), so no operation ever mixes old and new values; a reload
 //! replaces the snapshot atomically and never blocks readers for longer than a pointer
 //! copy.
 
@@ -12,39 +13,42 @@ use std::time::SystemTime;
 
 use super::Settings;
 
-/// The current settings; shared by everything that must follow a reload.
+/// A value replaced whole on reload; shared by everything that must follow it.
 #[derive(Debug)]
-pub struct LiveSettings {
-    current: RwLock<Arc<Settings>>,
+pub struct Live<T> {
+    current: RwLock<Arc<T>>,
     generation: AtomicU64,
 }
 
-impl LiveSettings {
-    /// A store holding `settings` (generation 0).
-    pub fn new(settings: Arc<Settings>) -> Arc<LiveSettings> {
-        Arc::new(LiveSettings {
-            current: RwLock::new(settings),
+/// The current settings.
+pub type LiveSettings = Live<Settings>;
+
+impl<T> Live<T> {
+    /// A store holding `value` (generation 0).
+    pub fn new(value: Arc<T>) -> Arc<Live<T>> {
+        Arc::new(Live {
+            current: RwLock::new(value),
             generation: AtomicU64::new(0),
         })
     }
 
     /// The current snapshot.
-    pub fn get(&self) -> Arc<Settings> {
+    pub fn get(&self) -> Arc<T> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// Installs `settings`; returns the previous snapshot. Bumps the generation.
-    pub fn replace(&self, settings: Arc<Settings>) -> Arc<Settings> {
+    /// Installs `value`; returns the previous snapshot. Bumps the generation.
+    pub fn replace(&self, value: Arc<T>) -> Arc<T> {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        let old = std::mem::replace(&mut *current, settings);
+        let old = std::mem::replace(&mut *current, value);
         self.generation.fetch_add(1, Ordering::AcqRel);
         old
     }
 
-    /// How many times the settings were replaced since start.
+    /// How many times the value was replaced since start.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use keys::KeyInfo;
-pub use live::{FileStamp, LiveSettings};
+pub use live::{FileStamp, Live, LiveSettings};
 pub use value::format_duration;
 
 use crate::limit::IpSet;

@@ -8,9 +8,10 @@ use super::message::Response;
 pub enum ErrorCode {
     /// E001 (429): rate limit exceeded — reserved for the limiter.
     RateLimited,
-    /// E002 (401): the endpoint needs `Authorization: Bearer <XG2G_API_TOKEN>`.
+    /// E002 (401): the request carries no token: `Authorization: Bearer` or
+    /// `X-API-Token` for the API, `?token=` for files, streams and picons.
     Unauthorized,
-    /// E003 (403): the bearer token is wrong.
+    /// E003 (403): the token is wrong.
     Forbidden,
     /// E004 (403): no `XG2G_API_TOKEN` is configured, so the endpoint is disabled.
     TokenNotConfigured,
@@ -48,11 +49,13 @@ pub enum ErrorCode {
     PiconNotFound,
     /// E021 (502): the picon could not be fetched from the receiver.
     PiconFetchFailed,
+    /// E022 (422): reloaded settings are invalid; the running settings stay in force.
+    ConfigInvalid,
 }
 
 impl ErrorCode {
     /// Every code, in code order (the README table and its test use this).
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::RateLimited,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -74,6 +77,7 @@ impl ErrorCode {
         ErrorCode::ReceiverUnavailable,
         ErrorCode::PiconNotFound,
         ErrorCode::PiconFetchFailed,
+        ErrorCode::ConfigInvalid,
     ];
 
     /// The stable code, e.g. `E005`.
@@ -100,6 +104,7 @@ impl ErrorCode {
             ErrorCode::ReceiverUnavailable => "E019",
             ErrorCode::PiconNotFound => "E020",
             ErrorCode::PiconFetchFailed => "E021",
+            ErrorCode::ConfigInvalid => "E022",
         }
     }
 
@@ -123,6 +128,7 @@ impl ErrorCode {
             ErrorCode::HeadTooLarge => 431,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::Internal => 500,
+            ErrorCode::ConfigInvalid => 422,
             ErrorCode::UnsupportedTransferEncoding => 501,
         }
     }
@@ -131,8 +137,8 @@ impl ErrorCode {
     pub fn message(self) -> &'static str {
         match self {
             ErrorCode::RateLimited => "rate limit exceeded",
-            ErrorCode::Unauthorized => "missing bearer token",
-            ErrorCode::Forbidden => "invalid bearer token",
+            ErrorCode::Unauthorized => "missing token",
+            ErrorCode::Forbidden => "invalid token",
             ErrorCode::TokenNotConfigured => "endpoint disabled: set XG2G_API_TOKEN to enable it",
             ErrorCode::NotFound => "not found",
             ErrorCode::MethodNotAllowed => "method not allowed",
@@ -155,6 +161,7 @@ impl ErrorCode {
             }
             ErrorCode::PiconNotFound => "no picon for this channel",
             ErrorCode::PiconFetchFailed => "the picon could not be fetched from the receiver",
+            ErrorCode::ConfigInvalid => "invalid settings; the running settings are kept",
         }
     }
 
@@ -168,6 +175,20 @@ impl ErrorCode {
     /// The complete error response.
     pub fn response(self) -> Response {
         Response::bytes(self.status(), "application/json", self.json_body())
+    }
+
+    /// The error response with a `detail` field saying exactly what was wrong.
+    pub fn response_with_detail(self, detail: &str) -> Response {
+        let body = serde_json::json!({
+            "error": self.message(),
+            "code": self.code(),
+            "detail": detail,
+        });
+        Response::bytes(
+            self.status(),
+            "application/json",
+            body.to_string().into_bytes(),
+        )
     }
 }
 

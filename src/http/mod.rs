@@ -1,5 +1,6 @@
 //! The HTTP edge: our own HTTP/1.1 server on async-io, router, handlers, error codes.
 
+pub mod auth;
 mod error;
 mod message;
 pub mod routes;
