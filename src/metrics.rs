@@ -61,6 +61,15 @@ pub struct PortLabel {
     pub port: String,
 }
 
+/// Labels of rate-limited requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// Route class: `files`, `stream`, `api`.
+    pub class: String,
+    /// `client` (the client's own bucket) or `global` (all clients together).
+    pub scope: String,
+}
+
 /// Label holding the version.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
@@ -106,6 +115,14 @@ pub struct Metrics {
     pub breaker_transitions: Family<NameLabel, Counter>,
     /// Picon requests by result (`hit`, `miss`, `not_found`, `error`, `invalid`).
     pub picon_requests: Family<ResultLabel, Counter>,
+    /// Requests refused by the rate limiter, by route class and scope.
+    pub rate_limited: Family<RateLimitLabels, Counter>,
+    /// Clients the rate limiter tracks now (set by its janitor).
+    pub rate_limit_clients: Gauge,
+    /// Requests refused for a missing or wrong token, by reason.
+    pub auth_failures: Family<ReasonLabel, Counter>,
+    /// Settings reloads by result (`ok`, `error`).
+    pub config_reloads: Family<ResultLabel, Counter>,
     /// Resident memory of this process, sampled at scrape time.
     rss: Gauge,
 }
@@ -253,6 +270,30 @@ impl Metrics {
             "Picon requests by result",
             picon_requests.clone(),
         );
+        let rate_limited = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "http_rate_limited",
+            "Requests refused by the rate limiter, by route class and scope",
+            rate_limited.clone(),
+        );
+        let rate_limit_clients = Gauge::default();
+        registry.register(
+            "rate_limit_tracked_clients",
+            "Clients the rate limiter tracks",
+            rate_limit_clients.clone(),
+        );
+        let auth_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused for a missing or wrong token",
+            auth_failures.clone(),
+        );
+        let config_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Settings reloads by result",
+            config_reloads.clone(),
+        );
         registry.register("build_info", "Version of the running daemon", build_info);
         Metrics {
             registry,
@@ -274,6 +315,10 @@ impl Metrics {
             breaker_state,
             breaker_transitions,
             picon_requests,
+            rate_limited,
+            rate_limit_clients,
+            auth_failures,
+            config_reloads,
             rss,
         }
     }

@@ -21,6 +21,8 @@ const TOKEN: u128 = 1_000_000_000;
 pub struct Decision {
     /// The request may go ahead (a token was taken).
     pub allowed: bool,
+    /// The bucket's size (the `X-RateLimit-Limit` value).
+    pub limit: u32,
     /// Tokens left after this request.
     pub remaining: u32,
     /// When refused: how long until a token is available; zero when allowed.
@@ -92,6 +94,7 @@ impl TokenBucket {
         };
         Decision {
             allowed,
+            limit: self.burst.get(),
             remaining: self.remaining(owed),
             retry_after,
             reset: self.unscale(owed),
