@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod picon;
 pub mod receiver;
 pub mod refresh;
+pub mod reload;
 pub mod sim;
 pub mod stream;

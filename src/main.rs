@@ -13,7 +13,9 @@ use smol::Executor;
 use smol::Task;
 use smol::stream::StreamExt;
 
-use xg2g::config::Settings;
+use xg2g::config::{FileStamp, Live, LiveSettings, Settings};
+use xg2g::limit::RateLimiter;
+use xg2g::reload::{ReloadSource, reload};
 use xg2g::http::routes::{App, Router, Routes};
 use xg2g::http::{self, ServerLimits, ServerStats};
 use xg2g::lineup::{Lineup, LineupStore};
@@ -175,7 +177,8 @@ fn main() -> ExitCode {
         Command::Serve => match Settings::from_process(cli.config.as_deref()) {
             Ok(settings) => {
                 init_logging(&settings.log_level);
-                finish(run_core(|ex| daemon(Arc::new(settings), ex)))
+                let file = cli.config;
+                finish(run_core(move |ex| daemon(Arc::new(settings), file, ex)))
             }
             Err(e) => config_error(e),
         },
@@ -264,16 +267,21 @@ impl Lifecycle {
     }
 }
 
-/// Starts the daemon on `settings` and runs until SIGTERM/SIGINT.
-async fn daemon(settings: Arc<Settings>, ex: Arc<Executor<'static>>) -> anyhow::Result<()> {
+/// Starts the daemon on `settings` (read from `config_file` and the environment) and
+/// runs until SIGTERM/SIGINT.
+async fn daemon(
+    settings: Arc<Settings>,
+    config_file: Option<PathBuf>,
+    ex: Arc<Executor<'static>>,
+) -> anyhow::Result<()> {
     let mut life = Lifecycle {
         started: Vec::new(),
     };
     let (shutdown_tx, shutdown_rx) = smol::channel::bounded::<()>(1);
     let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])
         .context("installing signal handlers")?;
-    let app = start_daemon(&settings, &ex, &mut life, shutdown_rx).await?;
-    wait_for_stop(signals, &app.refresher).await;
+    let app = start_daemon(&settings, config_file, &ex, &mut life, shutdown_rx).await?;
+    wait_for_stop(signals, &app).await;
     log::info!("event=shutdown");
     app.streams.shutdown(); // upstreams close, stream clients get their end
     drop(shutdown_tx); // servers stop accepting, open connections are cut
@@ -283,6 +291,7 @@ async fn daemon(settings: Arc<Settings>, ex: Arc<Executor<'static>>) -> anyhow::
 
 async fn start_daemon(
     settings: &Arc<Settings>,
+    config_file: Option<PathBuf>,
     ex: &Arc<Executor<'static>>,
     life: &mut Lifecycle,
     shutdown: http::ShutdownSignal,
@@ -298,8 +307,9 @@ async fn start_daemon(
     let lineup_dir = dir.clone();
     let saved = smol::unblock(move || Lineup::load(&lineup_dir)).await;
     let lineup = LineupStore::new(saved.unwrap_or_default());
+    let live = LiveSettings::new(settings.clone());
     let refresher = Refresher::new(
-        settings.clone(),
+        live.clone(),
         lineup.clone(),
         metrics.clone(),
         ex.clone(),
@@ -324,8 +334,13 @@ async fn start_daemon(
             None
         }
     };
+    let limiter = Live::new(Arc::new(RateLimiter::new(RateLimiter::config_from(
+        settings,
+    ))));
     let app = Arc::new(App {
-        settings: settings.clone(),
+        settings: live,
+        config_file: config_file.clone(),
+        limiter,
         refresher: refresher.clone(),
         metrics,
         streams: Arc::new(streams),
@@ -385,17 +400,66 @@ async fn start_daemon(
         );
     }
     life.start(ex, "refresh", refresher.run());
+    life.start(ex, "rate-limit-janitor", rate_limit_janitor(app.clone()));
+    if let Some(file) = config_file {
+        life.start(ex, "config-watch", watch_config(app.clone(), file));
+    }
     Ok(app)
 }
 
-/// Waits for SIGTERM/SIGINT. SIGHUP (reload) triggers a refresh: until settings can be
-/// reloaded, fresh files are what a user sending it wants.
-async fn wait_for_stop(mut signals: Signals, refresher: &Refresher) {
+/// Every few seconds, forgets rate-limited clients whose buckets are full again, so the
+/// table holds only clients active lately.
+async fn rate_limit_janitor(app: Arc<App>) {
+    loop {
+        async_io::Timer::after(JANITOR_EVERY).await;
+        let limiter = app.limiter.get();
+        let evicted = limiter.evict_idle_at(Instant::now());
+        let tracked = limiter.tracked();
+        app.metrics
+            .rate_limit_clients
+            .set(i64::try_from(tracked).unwrap_or(i64::MAX));
+        if evicted > 0 {
+            log::debug!("event=rate_limit_evicted clients={evicted} tracked={tracked}");
+        }
+    }
+}
+
+/// How often the rate-limit janitor runs.
+const JANITOR_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Polls the settings file's stamp (`XG2G_CONFIG_WATCH_INTERVAL`; no inotify needed)
+/// and reloads when it changes. A file being written may be caught half-done: that
+/// reload is refused and the next change (the finished file) is picked up.
+async fn watch_config(app: Arc<App>, file: PathBuf) {
+    let stamp_of = |file: &PathBuf| {
+        let file = file.clone();
+        smol::unblock(move || FileStamp::of(&file))
+    };
+    let mut last = stamp_of(&file).await;
+    loop {
+        let every = app.settings.get().config_watch_interval;
+        if every.is_zero() {
+            // Off; look again later in case a reload turns it on.
+            async_io::Timer::after(std::time::Duration::from_secs(30)).await;
+            continue;
+        }
+        async_io::Timer::after(every).await;
+        let now = stamp_of(&file).await;
+        if now != last && now.is_some() {
+            last = now;
+            log::info!("event=config_file_changed file={}", file.display());
+            let _ = reload(&app, ReloadSource::FileWatch).await;
+        }
+    }
+}
+
+/// Waits for SIGTERM/SIGINT; SIGHUP reloads the settings.
+async fn wait_for_stop(mut signals: Signals, app: &Arc<App>) {
     while let Some(signal) = signals.next().await {
         match signal {
             Ok(Signal::Hup) => {
-                log::info!("event=sighup action=refresh");
-                refresher.trigger();
+                log::info!("event=sighup action=reload");
+                let _ = reload(app, ReloadSource::Signal).await;
             }
             Ok(_) => return,
             Err(e) => log::warn!("event=signal_error error=\"{e}\""),
@@ -434,7 +498,7 @@ async fn demo(config: Option<PathBuf>, ex: Arc<Executor<'static>>) -> anyhow::Re
     println!(
         "xg2g demo: simulated receiver at http://{api}\n  playlist: http://127.0.0.1:{port}/playlist.m3u\n  guide:    http://127.0.0.1:{port}/xmltv.xml\n  status:   http://127.0.0.1:{port}/api/v1/status\nPress Ctrl-C to stop."
     );
-    let result = daemon(Arc::new(settings), ex).await;
+    let result = daemon(Arc::new(settings), config, ex).await;
     drop(sim_stop_tx);
     result
 }

@@ -30,6 +30,27 @@ impl KeyInfo {
         )
     }
 
+    /// True for settings that shape the written playlist and guide: a reload that
+    /// changes one starts a refresh so the files follow.
+    pub fn changes_output(&self) -> bool {
+        matches!(
+            self.field,
+            Field::OwiBase
+                | Field::OwiUser
+                | Field::OwiPass
+                | Field::Bouquet
+                | Field::StreamPort
+                | Field::EpgEnabled
+                | Field::EpgDays
+                | Field::EpgSource
+                | Field::XTvgUrl
+                | Field::PublicUrl
+                | Field::UseProxyUrls
+                | Field::StreamToken
+                | Field::RelayPort
+        )
+    }
+
     /// True for settings a running daemon cannot take over on reload: listeners and
     /// their limits, the data folder, the picon cache, breakers and the log filter are
     /// built once at start.

@@ -541,6 +541,26 @@ impl Settings {
         }
     }
 
+    /// Takes over from `running` every setting a reload cannot apply
+    /// ([`KeyInfo::needs_restart`]), so the settings in force always describe what is
+    /// really running; the new values wait for a restart.
+    pub fn keep_restart_settings(&mut self, running: &Settings) {
+        self.data_dir = running.data_dir.clone();
+        self.listen = running.listen;
+        self.metrics_listen = running.metrics_listen;
+        self.picon_base = running.picon_base.clone();
+        self.http_max_connections = running.http_max_connections;
+        self.http_header_timeout = running.http_header_timeout;
+        self.http_idle_timeout = running.http_idle_timeout;
+        self.http_write_timeout = running.http_write_timeout;
+        self.http_max_header_bytes = running.http_max_header_bytes;
+        self.picon_cache_max_bytes = running.picon_cache_max_bytes;
+        self.circuit_breaker_enabled = running.circuit_breaker_enabled;
+        self.circuit_breaker_failure_threshold = running.circuit_breaker_failure_threshold;
+        self.circuit_breaker_timeout = running.circuit_breaker_timeout;
+        self.log_level = running.log_level.clone();
+    }
+
     /// The keys whose values differ between `self` and `new` (secrets compared by
     /// value, never printed), in key order: what a reload changes.
     pub fn changed_keys(&self, new: &Settings) -> Vec<&'static KeyInfo> {

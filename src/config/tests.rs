@@ -830,6 +830,32 @@ fn changed_keys_compare_secrets_without_printing_them() {
         .map(|k| k.env)
         .collect();
     assert_eq!(restart, ["XG2G_LISTEN"]);
+    // Keeping the running values of every restart-only key leaves nothing of them
+    // changed, whatever the new file says.
+    let mut everything = load_env(&[
+        BASE,
+        ("XG2G_LISTEN", ":9090"),
+        ("XG2G_METRICS_LISTEN", ":9091"),
+        ("XG2G_DATA", "/elsewhere"),
+        ("XG2G_PICON_BASE", "http://logos"),
+        ("XG2G_HTTP_MAX_CONNECTIONS", "5"),
+        ("XG2G_HTTP_HEADER_TIMEOUT", "2s"),
+        ("XG2G_HTTP_IDLE_TIMEOUT", "2s"),
+        ("XG2G_HTTP_WRITE_TIMEOUT", "2s"),
+        ("XG2G_HTTP_MAX_HEADER_BYTES", "2048"),
+        ("XG2G_PICON_CACHE_MAX_BYTES", "2MiB"),
+        ("XG2G_CIRCUIT_BREAKER_ENABLED", "false"),
+        ("XG2G_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "2"),
+        ("XG2G_CIRCUIT_BREAKER_TIMEOUT", "2s"),
+        ("XG2G_LOG_LEVEL", "debug"),
+        ("XG2G_EPG_DAYS", "2"),
+    ])
+    .expect("valid");
+    let wanted = old.changed_keys(&everything);
+    assert_eq!(wanted.iter().filter(|k| k.needs_restart()).count(), 14);
+    everything.keep_restart_settings(&old);
+    let left: Vec<_> = old.changed_keys(&everything).iter().map(|k| k.env).collect();
+    assert_eq!(left, ["XG2G_EPG_DAYS"]);
 }
 
 mod props {

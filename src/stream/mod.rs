@@ -25,7 +25,7 @@ use async_io::Timer;
 use serde_json::json;
 use smol::Executor;
 
-use crate::config::Settings;
+use crate::config::{Live, Settings};
 use crate::http::{Abort, ErrorCode};
 use crate::limit::BreakerConfig;
 use crate::lineup::LineupStore;
@@ -115,15 +115,92 @@ struct Inner {
     lineup: Arc<LineupStore>,
     metrics: Arc<Metrics>,
     ex: Arc<Executor<'static>>,
-    ports: Ports,
-    max_streams: Option<usize>,
-    client_buffer: usize,
-    linger: Duration,
+    tuning: Arc<Live<Tuning>>,
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
     next_client: AtomicU64,
     shutting_down: AtomicBool,
     /// Handed to hubs and clients for their events (a `Weak` to avoid a cycle).
     me: Weak<Inner>,
+}
+
+/// The settings-derived part of the proxy, replaced whole on reload; an upstream keeps
+/// the snapshot it was opened with.
+struct Tuning {
+    ports: Arc<Ports>,
+    /// What `ports` was built from: an unchanged reload keeps the ports, their breakers
+    /// and what detection learned.
+    port_settings: PortSettings,
+    max_streams: Option<usize>,
+    client_buffer: usize,
+    linger: Duration,
+}
+
+/// The settings the receiver ports are built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortSettings {
+    base: String,
+    user: Option<String>,
+    pass: Option<String>,
+    direct: u16,
+    relay: u16,
+    timeout: Duration,
+    smart: bool,
+    breaker: BreakerConfig,
+}
+
+impl PortSettings {
+    fn of(s: &Settings) -> PortSettings {
+        PortSettings {
+            base: s.owi_base.clone(),
+            user: s.owi_user.clone(),
+            pass: s.owi_pass.clone(),
+            direct: s.stream_port,
+            relay: s.relay_port,
+            timeout: s.stream_timeout,
+            smart: s.smart_stream_detection,
+            breaker: BreakerConfig::from_settings(s),
+        }
+    }
+
+    fn build(&self, metrics: &Arc<Metrics>) -> Result<Ports, String> {
+        let base = Origin::parse(&self.base)?;
+        let authorization = self
+            .user
+            .as_deref()
+            .map(|u| basic_auth(u, self.pass.as_deref().unwrap_or_default()));
+        Ok(Ports::new(
+            &base,
+            self.direct,
+            self.relay,
+            authorization,
+            self.timeout,
+            self.smart,
+            self.breaker,
+            metrics,
+        ))
+    }
+}
+
+impl Tuning {
+    /// The tuning for `settings`, reusing `previous`'s ports when their settings match.
+    fn new(
+        settings: &Settings,
+        previous: Option<&Tuning>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Tuning, String> {
+        let port_settings = PortSettings::of(settings);
+        let ports = match previous {
+            Some(p) if p.port_settings == port_settings => Arc::clone(&p.ports),
+            _ => Arc::new(port_settings.build(metrics)?),
+        };
+        Ok(Tuning {
+            ports,
+            port_settings,
+            max_streams: settings.max_streams,
+            client_buffer: usize::try_from(settings.stream_client_buffer).unwrap_or(2 << 20),
+            linger: settings.stream_linger,
+        })
+    }
 }
 
 impl StreamService {
@@ -134,35 +211,32 @@ impl StreamService {
         metrics: Arc<Metrics>,
         ex: Arc<Executor<'static>>,
     ) -> Result<StreamService, String> {
-        let base = Origin::parse(&settings.owi_base)?;
-        let authorization = settings
-            .owi_user
-            .as_deref()
-            .map(|u| basic_auth(u, settings.owi_pass.as_deref().unwrap_or_default()));
-        let ports = Ports::new(
-            &base,
-            settings.stream_port,
-            settings.relay_port,
-            authorization,
-            settings.stream_timeout,
-            settings.smart_stream_detection,
-            BreakerConfig::from_settings(settings),
-            &metrics,
-        );
+        let tuning = Live::new(Arc::new(Tuning::new(settings, None, &metrics)?));
         let inner = Arc::new_cyclic(|me| Inner {
             lineup,
             metrics,
             ex,
-            ports,
-            max_streams: settings.max_streams,
-            client_buffer: usize::try_from(settings.stream_client_buffer).unwrap_or(2 << 20),
-            linger: settings.stream_linger,
+            tuning,
             hubs: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             me: me.clone(),
         });
         Ok(StreamService { inner })
+    }
+
+    /// Takes over reloaded settings: later opens use the new ports, limit, buffer and
+    /// linger; running upstreams and their clients are left alone. Settings that do
+    /// not parse (they were validated, so this is not expected) keep the old tuning.
+    pub fn reconfigure(&self, settings: &Settings) {
+        let inner = &self.inner;
+        let current = inner.tuning.get();
+        match Tuning::new(settings, Some(&current), &inner.metrics) {
+            Ok(tuning) => {
+                inner.tuning.replace(Arc::new(tuning));
+            }
+            Err(e) => log::error!("event=stream_reconfigure_failed error=\"{e}\""),
+        }
     }
 
     /// Checks the path tail of `/stream/<tail>` (percent-encoded) and finds the channel.
@@ -251,7 +325,8 @@ impl StreamService {
                 "seconds": hub.created.elapsed().as_secs(),
             }));
         }
-        let breakers: Vec<serde_json::Value> = inner
+        let tuning = inner.tuning.get();
+        let breakers: Vec<serde_json::Value> = tuning
             .ports
             .breakers()
             .iter()
@@ -265,7 +340,7 @@ impl StreamService {
             .collect();
         json!({
             "limit": inner.tuner_limit(),
-            "limit_source": match (inner.max_streams, inner.lineup.get().tuners) {
+            "limit_source": match (tuning.max_streams, inner.lineup.get().tuners) {
                 (Some(_), _) => "XG2G_MAX_STREAMS",
                 (None, Some(_)) => "receiver",
                 (None, None) => "default",
@@ -292,7 +367,7 @@ impl Inner {
     }
 
     fn tuner_limit(&self) -> usize {
-        self.max_streams.unwrap_or_else(|| {
+        self.tuning.get().max_streams.unwrap_or_else(|| {
             self.lineup
                 .get()
                 .tuners
@@ -360,7 +435,7 @@ impl Inner {
             channel.key.clone(),
             channel.sref.clone(),
             channel.relay,
-            self.client_buffer,
+            self.tuning.get().client_buffer,
         );
         let Some((abort, _)) = hub.attach(id) else {
             return Err(StreamError::ShuttingDown);
@@ -378,9 +453,10 @@ impl Inner {
         };
         self.metrics.stream_upstreams.inc();
         log::info!("event=stream_upstream_open ref=\"{}\"", hub.sref);
+        let ports = Arc::clone(&self.tuning.get().ports);
         self.ex
             .spawn(async move {
-                let open = me.ports.open(&hub.key, &hub.sref, hub.relay, &me.metrics);
+                let open = ports.open(&hub.key, &hub.sref, hub.relay, &me.metrics);
                 let ended = hub.run(open, &*me).await;
                 me.forget(&hub);
                 me.metrics.stream_upstreams.dec();
@@ -427,11 +503,11 @@ impl HubEvents for Inner {
                 }
             }
         };
-        if self.linger.is_zero() {
+        let linger = self.tuning.get().linger;
+        if linger.is_zero() {
             stop_if_idle();
             return;
         }
-        let linger = self.linger;
         self.ex
             .spawn(async move {
                 Timer::after(linger).await;
