@@ -11,7 +11,8 @@
 //!   its /64). At most `max_tracked` clients are remembered; when the table is full,
 //!   idle clients (all buckets full again) are dropped at most once per
 //!   [`SWEEP_EVERY`], and clients that still do not fit share one overflow set of
-//!   buckets, so a flood of source addresses shares one budget and cannot grow memory.
+//!   buckets, so a flood of source addresses shares one budget and cannot grow memory
+//!   (and one refusal episode per class, so it cannot flood the audit log either).
 //! - The arithmetic is the token bucket's (GCRA in exact scaled integer time, see
 //!   `bucket.rs`), kept here as bare arrival times so a tracked client costs a few dozen
 //!   bytes instead of three locked buckets.
