@@ -232,4 +232,139 @@ mod tests {
         }
         assert_eq!(admitted, 300);
     }
+
+    #[test]
+    fn four_threads_at_one_instant_admit_exactly_the_burst() {
+        let t0 = Instant::now();
+        let b = TokenBucket::new_at(nz(1), nz(137), t0);
+        let admitted: usize = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..500).filter(|_| b.check_at(t0).allowed).count()))
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(admitted, 137);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn limits() -> impl Strategy<Value = (u32, u32)> {
+            (
+                prop_oneof![1u32..20, 1u32..2000, Just(u32::MAX)],
+                prop_oneof![1u32..10, 1u32..100],
+            )
+        }
+
+        /// Offsets from the start in ns: mostly forward steps (0 often, so bursts
+        /// happen), sometimes a jump back (a clock going backwards).
+        fn offsets() -> impl Strategy<Value = Vec<u64>> {
+            let step = prop_oneof![
+                3 => Just(0i64),
+                4 => 0i64..2_000_000_000,
+                4 => 0i64..20_000_000,
+                1 => -1_000_000_000i64..0,
+            ];
+            proptest::collection::vec(step, 1..300).prop_map(|steps| {
+                let mut t = 0u64;
+                steps
+                    .into_iter()
+                    .map(|s| {
+                        t = t.saturating_add_signed(s);
+                        t
+                    })
+                    .collect()
+            })
+        }
+
+        /// Whether `times` (ns, any order) never has more than `burst + rate × window`
+        /// of them in a window, allowing `slack` ns of rounding per window.
+        fn window_ok(times: &[u64], rate: u32, burst: u32, slack: u64) -> bool {
+            let mut sorted = times.to_vec();
+            sorted.sort_unstable();
+            let (rate, burst) = (u128::from(rate), u128::from(burst));
+            sorted.iter().enumerate().all(|(i, &start)| {
+                sorted.iter().skip(i).enumerate().all(|(k, &end)| {
+                    let count = k as u128 + 1;
+                    let window = u128::from(end - start + slack);
+                    count <= burst || (count - burst) * TOKEN <= rate * window
+                })
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(192))]
+
+            #[test]
+            fn no_window_admits_more_than_burst_plus_rate(
+                (rate, burst) in limits(),
+                times in offsets(),
+            ) {
+                let t0 = Instant::now();
+                let b = TokenBucket::new_at(nz(rate), nz(burst), t0);
+                let admitted: Vec<u64> = times
+                    .into_iter()
+                    .filter(|&t| b.check_at(t0 + Duration::from_nanos(t)).allowed)
+                    .collect();
+                prop_assert!(window_ok(&admitted, rate, burst, 0));
+            }
+
+            #[test]
+            fn reservations_are_monotone_and_spaced_by_the_rate(
+                (rate, burst) in limits(),
+                mut times in offsets(),
+            ) {
+                times.sort_unstable();
+                let t0 = Instant::now();
+                let b = TokenBucket::new_at(nz(rate), nz(burst), t0);
+                let mut ready = Vec::new();
+                let mut queued: Vec<(usize, u64)> = Vec::new();
+                for (k, t) in times.into_iter().enumerate() {
+                    let wait = b.reserve_at(t0 + Duration::from_nanos(t));
+                    let at = t + u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                    prop_assert!(ready.last().is_none_or(|&last| last <= at), "monotone");
+                    if !wait.is_zero() {
+                        queued.push((k, at));
+                    }
+                    ready.push(at);
+                }
+                // Queued ones go exactly at the rate, rounded up to whole ns each.
+                for (i, &(ki, ai)) in queued.iter().enumerate() {
+                    for &(kj, aj) in queued.iter().skip(i + 1) {
+                        let spacing = (kj - ki) as u128 * TOKEN / u128::from(rate);
+                        prop_assert!(u128::from(aj - ai) >= spacing, "spacing");
+                    }
+                }
+                prop_assert!(window_ok(&ready, rate, burst, 1));
+            }
+
+            #[test]
+            fn extreme_limits_and_instants_do_not_panic(
+                rate in prop_oneof![Just(1u32), Just(u32::MAX), any::<u32>()],
+                burst in prop_oneof![Just(1u32), Just(u32::MAX), any::<u32>()],
+                calls in proptest::collection::vec((any::<u64>(), 0u8..3), 1..50),
+            ) {
+                let t0 = Instant::now();
+                let b = TokenBucket::new_at(nz(rate), nz(burst), t0);
+                for (off, call) in calls {
+                    // Up to ~146 years apart, in any order.
+                    let at = t0 + Duration::from_nanos(off >> 2);
+                    match call {
+                        0 => {
+                            let d = b.check_at(at);
+                            prop_assert!(d.remaining <= burst);
+                            prop_assert!(d.allowed == d.retry_after.is_zero());
+                        }
+                        1 => {
+                            b.reserve_at(at);
+                        }
+                        _ => {
+                            b.is_full_at(at);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -13,7 +13,11 @@
 mod breaker;
 mod bucket;
 mod ipset;
+mod ratelimit;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerState, Permit, Rejected, Transition};
 pub use bucket::{Decision, TokenBucket};
 pub use ipset::{IpSet, IpSetError, client_ip};
+pub use ratelimit::{
+    ClassLimit, RateLimitConfig, RateLimiter, RouteClass, SWEEP_EVERY, Scope, Verdict,
+};
