@@ -14,7 +14,7 @@ use smol::Task;
 use smol::stream::StreamExt;
 
 use xg2g::config::{FileStamp, Live, LiveSettings, Settings};
-use xg2g::limit::RateLimiter;
+use xg2g::limit::{RateLimitConfig, RateLimiter};
 use xg2g::reload::{ReloadSource, reload};
 use xg2g::http::routes::{App, Router, Routes};
 use xg2g::http::{self, ServerLimits, ServerStats};
@@ -334,7 +334,7 @@ async fn start_daemon(
             None
         }
     };
-    let limiter = Live::new(Arc::new(RateLimiter::new(RateLimiter::config_from(
+    let limiter = Live::new(Arc::new(RateLimiter::new(RateLimitConfig::from_settings(
         settings,
     ))));
     let app = Arc::new(App {

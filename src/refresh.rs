@@ -278,7 +278,7 @@ impl Refresher {
         let guide_url = s
             .x_tvg_url
             .clone()
-            .unwrap_or_else(|| format!("{public}/xmltv.xml"));
+            .unwrap_or_else(|| format!("{public}/xmltv.xml{}", links.token_query));
 
         let mut programmes = 0;
         if s.epg_enabled {
@@ -444,19 +444,32 @@ impl Refresher {
         // The picon cache can only fetch plain-HTTP bases (the rule `PiconCache::new`
         // applies); others are linked as they are.
         let proxied_picons = crate::picon::PiconConfig::from_settings(s).base_is_fetchable();
+        // IPTV apps cannot send headers, so our own links carry the stream token.
+        let token_query = s
+            .stream_token
+            .as_deref()
+            .map_or_else(String::new, |t| format!("?token={}", percent_encode(t)));
+        let (stream, stream_query) = if s.use_proxy_urls {
+            (format!("{public}/stream"), token_query.clone())
+        } else {
+            let direct = format!("http://{}:{}", host_of(&s.owi_base), s.stream_port);
+            (direct, String::new())
+        };
+        let (picon, picon_query) = if s.use_proxy_urls && proxied_picons {
+            (format!("{public}/picon"), token_query.clone())
+        } else {
+            let base = s
+                .picon_base
+                .clone()
+                .unwrap_or_else(|| format!("{}/picon", s.owi_base));
+            (base, String::new())
+        };
         Links {
-            stream: if s.use_proxy_urls {
-                format!("{public}/stream")
-            } else {
-                format!("http://{}:{}", host_of(&s.owi_base), s.stream_port)
-            },
-            picon: if s.use_proxy_urls && proxied_picons {
-                format!("{public}/picon")
-            } else {
-                s.picon_base
-                    .clone()
-                    .unwrap_or_else(|| format!("{}/picon", s.owi_base))
-            },
+            stream,
+            stream_query,
+            picon,
+            picon_query,
+            token_query,
         }
     }
 
@@ -482,7 +495,12 @@ impl Refresher {
 /// Base URLs of the playlist's stream and logo links, without a trailing slash.
 struct Links {
     stream: String,
+    /// `?token=…` for links to us when `XG2G_STREAM_TOKEN` is set, else empty.
+    stream_query: String,
     picon: String,
+    picon_query: String,
+    /// `?token=…` for our own guide link, else empty.
+    token_query: String,
 }
 
 /// The playlist entry of the `i`-th channel.
@@ -493,11 +511,17 @@ fn entry(i: usize, c: &Channel, links: &Links) -> ChannelEntry {
         name: c.name.clone(),
         group: c.group.clone(),
         logo: Some(format!(
-            "{}/{}.png",
+            "{}/{}.png{}",
             links.picon,
-            receiver::picon_name(&c.sref)
+            receiver::picon_name(&c.sref),
+            links.picon_query
         )),
-        stream_url: format!("{}/{}", links.stream, percent_encode(&c.sref)),
+        stream_url: format!(
+            "{}/{}{}",
+            links.stream,
+            percent_encode(&c.sref),
+            links.stream_query
+        ),
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::audit::{self, Actor, AuditEvent, AuditKind};
 use crate::config::{ConfigError, Settings};
 use crate::http::routes::App;
-use crate::limit::RateLimiter;
+use crate::limit::{RateLimitConfig, RateLimiter};
 use crate::metrics::ResultLabel;
 
 /// Who asked for a reload.
@@ -136,7 +136,7 @@ fn apply(app: &App, mut new: Settings) -> ReloadReport {
     app.settings.replace(new.clone());
     if live.iter().any(|k| k.env.starts_with("XG2G_RATELIMIT_")) {
         app.limiter
-            .replace(Arc::new(RateLimiter::new(RateLimiter::config_from(&new))));
+            .replace(Arc::new(RateLimiter::new(RateLimitConfig::from_settings(&new))));
     }
     app.refresher.reconfigure(&new);
     app.streams.reconfigure(&new);

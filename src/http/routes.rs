@@ -409,7 +409,10 @@ impl Router {
             return json_response(status, &json!({ "status": word }));
         }
         let st = self.app.refresher.status();
-        let receiver_ok = st.receiver_reachable.unwrap_or(false);
+        let breaker = self.app.refresher.receiver_breaker().state();
+        // An open breaker means the receiver is failing even before the next refresh.
+        let receiver_ok =
+            st.receiver_reachable.unwrap_or(false) && breaker != crate::limit::BreakerState::Open;
         let body = json!({
             "status": if ready { "ready" } else { "not ready" },
             "checks": {
@@ -417,6 +420,7 @@ impl Router {
                 "guide": { "ok": guide, "enabled": guide_needed },
                 "receiver": {
                     "ok": receiver_ok,
+                    "breaker": breaker.as_str(),
                     "last_result": st.last_result,
                     "error": st.last_error,
                 },
@@ -427,6 +431,7 @@ impl Router {
 
     fn status(&self, ctx: &Ctx<'_>) -> Response {
         let st = self.app.refresher.status();
+        let breaker = self.app.refresher.receiver_breaker();
         let s = &ctx.settings;
         let body = json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -436,7 +441,16 @@ impl Router {
                 "reachable": st.receiver_reachable,
                 "model": st.receiver_model,
                 "tuners": st.receiver_tuners,
+                "breaker": {
+                    "state": breaker.state().as_str(),
+                    "consecutive_failures": breaker.consecutive_failures(),
+                },
             },
+            "rate_limit": {
+                "enabled": s.ratelimit_enabled,
+                "tracked_clients": self.app.limiter.get().tracked(),
+            },
+            "settings_generation": self.app.settings.generation(),
             "refresh": {
                 "running": st.running,
                 "completed": st.completed,

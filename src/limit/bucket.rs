@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// One token's worth of scaled time: a second in nanoseconds.
-const TOKEN: u128 = 1_000_000_000;
+pub(super) const TOKEN: u128 = 1_000_000_000;
 
 /// What a bucket said to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +31,98 @@ pub struct Decision {
     pub reset: Duration,
 }
 
+/// The bucket arithmetic on bare arrival times, shared by [`TokenBucket`] (one locked
+/// arrival time) and the per-client limiter (many, in one table). Instants are
+/// nanoseconds since the owner's epoch; arrival times are scaled nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Gcra {
+    rate: u128,
+    /// The bucket's size in scaled time (`limit` tokens).
+    capacity: u128,
+    limit: u32,
+}
+
+impl Gcra {
+    pub(super) fn new(rate: NonZeroU32, burst: NonZeroU32) -> Gcra {
+        Gcra {
+            rate: u128::from(rate.get()),
+            capacity: u128::from(burst.get()) * TOKEN,
+            limit: burst.get(),
+        }
+    }
+
+    /// What taking a token at `ns` from a bucket whose theoretical arrival time is
+    /// `tat` decides, and the new `tat` if the token was taken.
+    pub(super) fn take(&self, tat: u128, ns: u128) -> (Decision, Option<u128>) {
+        // `ns` is below 2⁹⁵ (the span of an `Instant`) and `rate` below 2³², so none of
+        // this comes near overflowing; saturating keeps it provably panic-free anyway.
+        let now = ns.saturating_mul(self.rate);
+        let start = tat.max(now);
+        let next = start.saturating_add(TOKEN);
+        let owed = next - now;
+        if owed <= self.capacity {
+            let d = Decision {
+                allowed: true,
+                limit: self.limit,
+                remaining: self.remaining(owed),
+                retry_after: Duration::ZERO,
+                reset: self.unscale(owed),
+            };
+            return (d, Some(next));
+        }
+        let d = Decision {
+            retry_after: self.unscale(owed - self.capacity),
+            ..self.status(tat, ns)
+        };
+        (d, None)
+    }
+
+    /// The bucket as it stands at `ns`, as a refusal that took nothing describes it.
+    pub(super) fn status(&self, tat: u128, ns: u128) -> Decision {
+        let now = ns.saturating_mul(self.rate);
+        let owed = tat.saturating_sub(now);
+        Decision {
+            allowed: false,
+            limit: self.limit,
+            remaining: self.remaining(owed),
+            retry_after: Duration::ZERO,
+            reset: self.unscale(owed),
+        }
+    }
+
+    /// Takes the next token whether or not it is there: how long to wait before using
+    /// it, and the new `tat`.
+    pub(super) fn reserve(&self, tat: u128, ns: u128) -> (Duration, u128) {
+        let now = ns.saturating_mul(self.rate);
+        let next = tat.max(now).saturating_add(TOKEN);
+        let wait = (next - now).saturating_sub(self.capacity);
+        (self.unscale(wait), next)
+    }
+
+    /// Whether the bucket is full at `ns`: it remembers nothing worth keeping.
+    pub(super) fn is_full(&self, tat: u128, ns: u128) -> bool {
+        tat <= ns.saturating_mul(self.rate)
+    }
+
+    fn remaining(&self, owed: u128) -> u32 {
+        let left = self.capacity.saturating_sub(owed) / TOKEN;
+        u32::try_from(left).unwrap_or(u32::MAX)
+    }
+
+    /// Scaled time back to a duration, rounded up so nobody retries or wakes early.
+    fn unscale(&self, scaled: u128) -> Duration {
+        let nanos = scaled.div_ceil(self.rate);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
 /// A token bucket; see the module rules.
 #[derive(Debug)]
 pub struct TokenBucket {
+    gcra: Gcra,
     rate: NonZeroU32,
     burst: NonZeroU32,
-    /// Scaled-time origin: instants are measured from here.
+    /// Instants are measured from here.
     epoch: Instant,
     /// Theoretical arrival time of the next request, in scaled nanoseconds since
     /// `epoch`; the bucket is full whenever it is at or before now.
@@ -52,6 +138,7 @@ impl TokenBucket {
     /// [`TokenBucket::new`] with the clock's current reading given (fake clocks).
     pub fn new_at(rate: NonZeroU32, burst: NonZeroU32, now: Instant) -> TokenBucket {
         TokenBucket {
+            gcra: Gcra::new(rate, burst),
             rate,
             burst,
             epoch: now,
@@ -76,29 +163,13 @@ impl TokenBucket {
 
     /// [`TokenBucket::check`] at `now`.
     pub fn check_at(&self, now: Instant) -> Decision {
-        let now = self.scaled(now);
-        let mut tat = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = (*tat).max(now);
-        let next = start + TOKEN;
-        // The request fits if, after it, no more than `burst` tokens are owed.
-        let allowed = next - now <= self.capacity();
-        if allowed {
+        let ns = self.nanos(now);
+        let mut tat = self.lock();
+        let (decision, next) = self.gcra.take(*tat, ns);
+        if let Some(next) = next {
             *tat = next;
         }
-        let owed = if allowed { next } else { start } - now;
-        drop(tat);
-        let retry_after = if allowed {
-            Duration::ZERO
-        } else {
-            self.unscale(next - now - self.capacity())
-        };
-        Decision {
-            allowed,
-            limit: self.burst.get(),
-            remaining: self.remaining(owed),
-            retry_after,
-            reset: self.unscale(owed),
-        }
+        decision
     }
 
     /// Takes the next token whether or not it is there yet and says how long to wait
@@ -110,42 +181,27 @@ impl TokenBucket {
 
     /// [`TokenBucket::reserve`] at `now`.
     pub fn reserve_at(&self, now: Instant) -> Duration {
-        let now = self.scaled(now);
-        let mut tat = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = (*tat).max(now);
-        *tat = start + TOKEN;
-        drop(tat);
-        let ready = start + TOKEN;
-        self.unscale((ready - now).saturating_sub(self.capacity()))
+        let ns = self.nanos(now);
+        let mut tat = self.lock();
+        let (wait, next) = self.gcra.reserve(*tat, ns);
+        *tat = next;
+        wait
     }
 
     /// Whether the bucket is full at `now`, i.e. it remembers nothing worth keeping
     /// (a per-client table may forget it).
     pub fn is_full_at(&self, now: Instant) -> bool {
-        let now = self.scaled(now);
-        *self.tat.lock().unwrap_or_else(PoisonError::into_inner) <= now
+        let ns = self.nanos(now);
+        self.gcra.is_full(*self.lock(), ns)
     }
 
-    /// The bucket's size in scaled time.
-    fn capacity(&self) -> u128 {
-        u128::from(self.burst.get()) * TOKEN
+    fn lock(&self) -> std::sync::MutexGuard<'_, u128> {
+        self.tat.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whole tokens left when `owed` scaled nanoseconds are still owed.
-    fn remaining(&self, owed: u128) -> u32 {
-        let left = self.capacity().saturating_sub(owed) / TOKEN;
-        u32::try_from(left).unwrap_or(u32::MAX)
-    }
-
-    /// `now` as scaled nanoseconds since the epoch.
-    fn scaled(&self, now: Instant) -> u128 {
-        now.saturating_duration_since(self.epoch).as_nanos() * u128::from(self.rate.get())
-    }
-
-    /// Scaled nanoseconds back to a duration, rounded up so a waiter never wakes early.
-    fn unscale(&self, scaled: u128) -> Duration {
-        let nanos = scaled.div_ceil(u128::from(self.rate.get()));
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    /// `now` as nanoseconds since the epoch (a clock before it stands still there).
+    fn nanos(&self, now: Instant) -> u128 {
+        now.saturating_duration_since(self.epoch).as_nanos()
     }
 }
 

@@ -13,8 +13,8 @@
 //!   [`SWEEP_EVERY`], and clients that still do not fit share one overflow set of
 //!   buckets, so a flood of source addresses shares one budget and cannot grow memory
 //!   (and one refusal episode per class, so it cannot flood the audit log either).
-//! - The arithmetic is the token bucket's (GCRA in exact scaled integer time, see
-//!   `bucket.rs`), kept here as bare arrival times so a tracked client costs a few dozen
+//! - The arithmetic is the token bucket's own (`bucket::Gcra`: GCRA in exact scaled
+//!   integer time), kept here as bare arrival times so a tracked client costs a few dozen
 //!   bytes instead of three locked buckets.
 //! - No background thread: the daemon's janitor calls [`RateLimiter::evict_idle`].
 
@@ -25,10 +25,9 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::bucket::Gcra;
 use super::{Decision, IpSet};
 
-/// One token's worth of scaled time (a second in nanoseconds), as in `bucket.rs`.
-const TOKEN: u128 = 1_000_000_000;
 
 /// Least time between two sweeps of a full table from the request path, so a flood of
 /// new addresses costs one table scan per 100 ms instead of one per request.
@@ -103,6 +102,27 @@ pub struct RateLimitConfig {
 }
 
 impl RateLimitConfig {
+    /// The `XG2G_RATELIMIT_*` settings; a class without its own rate or burst uses
+    /// `XG2G_RATELIMIT_RPS` / `_BURST`.
+    pub fn from_settings(s: &crate::config::Settings) -> RateLimitConfig {
+        let class = |rps: Option<NonZeroU32>, burst: Option<NonZeroU32>| ClassLimit {
+            rps: rps.unwrap_or(s.ratelimit_rps),
+            burst: burst.unwrap_or(s.ratelimit_burst),
+        };
+        RateLimitConfig {
+            enabled: s.ratelimit_enabled,
+            global: ClassLimit {
+                rps: s.ratelimit_global_rps,
+                burst: s.ratelimit_global_burst,
+            },
+            files: class(s.ratelimit_files_rps, s.ratelimit_files_burst),
+            stream: class(s.ratelimit_stream_rps, s.ratelimit_stream_burst),
+            api: class(s.ratelimit_api_rps, s.ratelimit_api_burst),
+            whitelist: s.ratelimit_whitelist.clone(),
+            max_tracked: s.ratelimit_max_clients,
+        }
+    }
+
     /// The per-client limit for `class`.
     pub fn limit(&self, class: RouteClass) -> ClassLimit {
         match class {
@@ -169,76 +189,6 @@ impl Verdict {
     }
 }
 
-/// One bucket's constants in scaled time.
-#[derive(Debug, Clone, Copy)]
-struct Limit {
-    rate: u128,
-    /// The bucket's size in scaled time (`burst` tokens).
-    capacity: u128,
-}
-
-impl Limit {
-    fn new(l: ClassLimit) -> Limit {
-        Limit {
-            rate: u128::from(l.rps.get()),
-            capacity: u128::from(l.burst.get()) * TOKEN,
-        }
-    }
-
-    /// What taking a token at `ns` (nanoseconds since the epoch) from a bucket whose
-    /// theoretical arrival time is `tat` decides, and the new `tat` if it was taken.
-    fn take(&self, tat: u128, ns: u128) -> (Decision, Option<u128>) {
-        // `ns` is below 2⁹⁵ (the span of an `Instant`) and `rate` below 2³², so none of
-        // this comes near overflowing; saturating keeps it provably panic-free anyway.
-        let now = ns.saturating_mul(self.rate);
-        let start = tat.max(now);
-        let next = start.saturating_add(TOKEN);
-        let owed = next - now;
-        if owed <= self.capacity {
-            let d = Decision {
-                allowed: true,
-                remaining: self.remaining(owed),
-                retry_after: Duration::ZERO,
-                reset: self.unscale(owed),
-            };
-            return (d, Some(next));
-        }
-        let d = Decision {
-            retry_after: self.unscale(owed - self.capacity),
-            ..self.status(tat, ns)
-        };
-        (d, None)
-    }
-
-    /// The bucket as it stands at `ns`, as a refusal that took nothing describes it.
-    fn status(&self, tat: u128, ns: u128) -> Decision {
-        let now = ns.saturating_mul(self.rate);
-        let owed = tat.saturating_sub(now);
-        Decision {
-            allowed: false,
-            remaining: self.remaining(owed),
-            retry_after: Duration::ZERO,
-            reset: self.unscale(owed),
-        }
-    }
-
-    /// Whether the bucket is full at `ns`: it remembers nothing worth keeping.
-    fn is_full(&self, tat: u128, ns: u128) -> bool {
-        tat <= ns.saturating_mul(self.rate)
-    }
-
-    fn remaining(&self, owed: u128) -> u32 {
-        let left = self.capacity.saturating_sub(owed) / TOKEN;
-        u32::try_from(left).unwrap_or(u32::MAX)
-    }
-
-    /// Scaled time back to a duration, rounded up so a client never retries early.
-    fn unscale(&self, scaled: u128) -> Duration {
-        let nanos = scaled.div_ceil(self.rate);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-    }
-}
-
 /// One tracked client (or the overflow set): a theoretical arrival time per class, 0
 /// being "full". Per entry in the table: 16 (key) + 48 (arrival times) + 1 (flags),
 /// padded to 80 bytes, plus one control byte; at hashbrown's 7/8 load factor and
@@ -253,7 +203,7 @@ struct Client {
 }
 
 impl Client {
-    fn is_idle(&self, limits: &[Limit; 3], ns: u128) -> bool {
+    fn is_idle(&self, limits: &[Gcra; 3], ns: u128) -> bool {
         limits
             .iter()
             .zip(self.tat)
@@ -273,7 +223,7 @@ struct Table {
 
 impl Table {
     /// The client's entry, made if it fits; otherwise the overflow set.
-    fn slot(&mut self, key: u128, cap: usize, limits: &[Limit; 3], ns: u128) -> &mut Client {
+    fn slot(&mut self, key: u128, cap: usize, limits: &[Gcra; 3], ns: u128) -> &mut Client {
         if self.clients.len() >= cap && !self.clients.contains_key(&key) {
             let due = self
                 .last_sweep
@@ -292,7 +242,7 @@ impl Table {
 
     /// Drops idle clients; returns how many. Dropping a full bucket loses nothing: a
     /// new one starts full.
-    fn sweep(&mut self, limits: &[Limit; 3], ns: u128) -> usize {
+    fn sweep(&mut self, limits: &[Gcra; 3], ns: u128) -> usize {
         let before = self.clients.len();
         self.clients.retain(|_, c| !c.is_idle(limits, ns));
         self.last_sweep = Some(ns);
@@ -313,8 +263,8 @@ struct Inner {
 pub struct RateLimiter {
     cfg: RateLimitConfig,
     /// Per class, in [`RouteClass::ALL`] order.
-    limits: [Limit; 3],
-    global: Limit,
+    limits: [Gcra; 3],
+    global: Gcra,
     /// Scaled-time origin: instants are measured from here; earlier ones count as it.
     epoch: Instant,
     inner: Mutex<Inner>,
@@ -337,9 +287,12 @@ impl RateLimiter {
 
     /// [`RateLimiter::new`] with the clock's current reading given (fake clocks).
     pub fn new_at(cfg: RateLimitConfig, now: Instant) -> RateLimiter {
-        let limits = RouteClass::ALL.map(|class| Limit::new(cfg.limit(class)));
+        let limits = RouteClass::ALL.map(|class| {
+            let l = cfg.limit(class);
+            Gcra::new(l.rps, l.burst)
+        });
         RateLimiter {
-            global: Limit::new(cfg.global),
+            global: Gcra::new(cfg.global.rps, cfg.global.burst),
             limits,
             cfg,
             epoch: now,
@@ -445,6 +398,7 @@ fn client_key(ip: IpAddr) -> u128 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::bucket::TOKEN;
     use super::*;
     use crate::limit::TokenBucket;
 

@@ -350,6 +350,28 @@ impl Daemon {
                 c
             }
         };
+        Daemon::spawn(cmd, base, data, env)
+    }
+
+    /// Starts `xg2g --config FILE serve` against `sim`.
+    pub fn start_with_config(
+        sim: &Sim,
+        config: &Path,
+        data: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let ports = sim.port_env();
+        let mut all = env_refs(&ports);
+        all.extend_from_slice(env);
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(config).arg("serve");
+        Daemon::spawn(cmd, &sim.base(), data, &all)
+    }
+
+    /// Runs `cmd` with the test defaults (loopback listener, API token, short receiver
+    /// timeout, 127.0.0.1 exempt from rate limits so polling tests are never limited;
+    /// the limiter tests use 127.0.0.2 and up) and `env` over them.
+    fn spawn(mut cmd: Command, base: &str, data: &Path, env: &[(&str, &str)]) -> Daemon {
         for (k, _) in std::env::vars() {
             if k.starts_with("XG2G_") {
                 cmd.env_remove(k);
@@ -361,6 +383,7 @@ impl Daemon {
             .env("XG2G_API_TOKEN", TOKEN)
             .env("XG2G_OWI_TIMEOUT_MS", "3000")
             .env("XG2G_OWI_RETRIES", "0")
+            .env("XG2G_RATELIMIT_WHITELIST", "127.0.0.1")
             .env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
@@ -455,7 +478,35 @@ impl HttpResponse {
 
 /// One request on a fresh connection (`Connection: close`); reads the whole answer.
 pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    exchange(s, addr, method, path, headers)
+}
+
+/// [`http`] from the local address `source` (any 127.x.y.z works on loopback), so one
+/// test can be several clients.
+pub fn http_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    sock.bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    sock.connect_timeout(&addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    exchange(sock.into(), addr, method, path, headers)
+}
+
+fn exchange(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {

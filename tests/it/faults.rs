@@ -21,6 +21,10 @@ fn faults_keep_the_last_good_files_and_recover() {
         &[
             ("XG2G_OWI_TIMEOUT_MS", "1500"),
             ("XG2G_OWI_MAX_BODY_BYTES", "8MiB"),
+            // Every fault must reach every endpoint: no cached lists, and no breaker
+            // stopping the requests (protection.rs tests the breaker).
+            ("XG2G_OWI_CACHE_TTL", "0s"),
+            ("XG2G_CIRCUIT_BREAKER_ENABLED", "false"),
         ],
     );
     daemon.wait_refreshed(Duration::from_secs(60));

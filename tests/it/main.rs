@@ -8,4 +8,5 @@ mod crash;
 mod edge;
 mod faults;
 mod files;
+mod protection;
 mod streams;
