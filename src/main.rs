@@ -14,14 +14,14 @@ use smol::Task;
 use smol::stream::StreamExt;
 
 use xg2g::config::{FileStamp, Live, LiveSettings, Settings};
-use xg2g::limit::{RateLimitConfig, RateLimiter};
-use xg2g::reload::{ReloadSource, reload};
 use xg2g::http::routes::{App, Router, Routes};
 use xg2g::http::{self, ServerLimits, ServerStats};
+use xg2g::limit::{RateLimitConfig, RateLimiter};
 use xg2g::lineup::{Lineup, LineupStore};
 use xg2g::metrics::{Metrics, ResultLabel};
 use xg2g::picon::{PiconCache, PiconConfig};
 use xg2g::refresh::Refresher;
+use xg2g::reload::{ReloadSource, reload};
 use xg2g::sim::{Fault, SimConfig, Simulator};
 use xg2g::stream::StreamService;
 
@@ -308,13 +308,8 @@ async fn start_daemon(
     let saved = smol::unblock(move || Lineup::load(&lineup_dir)).await;
     let lineup = LineupStore::new(saved.unwrap_or_default());
     let live = LiveSettings::new(settings.clone());
-    let refresher = Refresher::new(
-        live.clone(),
-        lineup.clone(),
-        metrics.clone(),
-        ex.clone(),
-    )
-    .context("setting up the receiver client")?;
+    let refresher = Refresher::new(live.clone(), lineup.clone(), metrics.clone(), ex.clone())
+        .context("setting up the receiver client")?;
     let streams = StreamService::new(settings, lineup, metrics.clone(), ex.clone())
         .map_err(|e| anyhow::anyhow!("setting up the stream proxy: {e}"))?;
     let picon_config = PiconConfig::from_settings(settings);

@@ -4,6 +4,7 @@
 //! the output must pass `promtool check metrics` (prometheus-client writes OpenMetrics,
 //! which Debian's promtool rejects for counters, so `encode` rewrites those lines).
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,12 +16,13 @@ use prometheus_client::registry::Registry;
 
 use crate::http::ServerStats;
 
-/// Labels of receiver request outcomes.
+/// Labels of receiver request outcomes and receiver cache lookups.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReceiverLabels {
-    /// `bouquets`, `services`, `epgbouquet`, `epgservice`, `about`.
+    /// `bouquets`, `services`, `epgbouquet`, `epgservice`, `about`, `whitelist`.
     pub endpoint: String,
-    /// `ok` or an error kind (`timeout`, `connect`, `http_5xx`, …).
+    /// Requests: `ok` or an error kind (`timeout`, `connect`, `http_5xx`,
+    /// `circuit_open`, …). Cache lookups: `hit` or `miss`.
     pub result: String,
 }
 
@@ -93,6 +95,8 @@ pub struct Metrics {
     pub receiver_requests: Family<ReceiverLabels, Counter>,
     /// Receiver request duration.
     pub receiver_duration: Histogram,
+    /// Receiver cache lookups by endpoint and result (`hit`, `miss`).
+    pub receiver_cache: Family<ReceiverLabels, Counter>,
     /// HTTP requests served by route and status.
     pub http_requests: Family<HttpLabels, Counter>,
     /// Upstream stream connections open now (lingering ones included).
@@ -141,6 +145,7 @@ impl Metrics {
         let receiver_requests = Family::<ReceiverLabels, Counter>::default();
         let receiver_duration =
             Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        let receiver_cache = Family::<ReceiverLabels, Counter>::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         let rss = Gauge::default();
         let stream_upstreams = Gauge::default();
@@ -184,6 +189,11 @@ impl Metrics {
             "receiver_request_duration_seconds",
             "Receiver request duration",
             receiver_duration.clone(),
+        );
+        registry.register(
+            "receiver_cache_requests",
+            "Receiver answer cache lookups by endpoint and result (hit or miss)",
+            receiver_cache.clone(),
         );
         registry.register(
             "http_requests",
@@ -304,6 +314,7 @@ impl Metrics {
             programmes,
             receiver_requests,
             receiver_duration,
+            receiver_cache,
             http_requests,
             stream_upstreams,
             stream_clients,
@@ -331,6 +342,32 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// A breaker named `name` whose state and transitions feed
+    /// `xg2g_circuit_breaker_state` / `_transitions_total`.
+    pub fn observed_breaker(
+        self: &Arc<Self>,
+        name: &str,
+        config: crate::limit::BreakerConfig,
+    ) -> crate::limit::Breaker {
+        let label = NameLabel {
+            name: name.to_string(),
+        };
+        self.breaker_state.get_or_create(&label).set(0);
+        let metrics = Arc::clone(self);
+        crate::limit::Breaker::new(name, config).with_observer(Arc::new(
+            move |t: &crate::limit::Transition<'_>| {
+                let label = NameLabel {
+                    name: t.name.to_string(),
+                };
+                metrics
+                    .breaker_state
+                    .get_or_create(&label)
+                    .set(t.to.gauge_value());
+                metrics.breaker_transitions.get_or_create(&label).inc();
+            },
+        ))
     }
 
     /// Counts a failed stream open attempt.
@@ -411,5 +448,19 @@ mod tests {
         assert!(text.contains("xg2g_http_requests_total{route=\"playlist\",status=\"200\"} 1"));
         assert!(!text.contains("# EOF"));
         assert!(text.contains("xg2g_build_info{version="));
+        m.receiver_cache
+            .get_or_create(&ReceiverLabels {
+                endpoint: "bouquets".into(),
+                result: "hit".into(),
+            })
+            .inc();
+        let text = m.encode();
+        assert!(text.contains("# TYPE xg2g_receiver_cache_requests_total counter"));
+        assert!(
+            text.contains(
+                "xg2g_receiver_cache_requests_total{endpoint=\"bouquets\",result=\"hit\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

@@ -18,12 +18,13 @@ use smol::Executor;
 use smol::channel::{Receiver as ChannelRx, Sender, TrySendError};
 use smol::future::FutureExt;
 
-use crate::config::{EpgSource, Settings};
+use crate::config::{EpgSource, LiveSettings, Settings};
 use crate::guide::{ChannelEntry, GuideWriter};
 use crate::http::percent_encode;
+use crate::limit::{Breaker, BreakerConfig};
 use crate::lineup::{Lineup, LineupChannel, LineupStore};
 use crate::metrics::{Metrics, ReceiverLabels, ResultLabel};
-use crate::receiver::{self, Bouquet, Channel, Event, Receiver, ReceiverConfig, RequestOutcome};
+use crate::receiver::{self, Bouquet, Channel, Event, Observation, Receiver, ReceiverConfig};
 
 /// Why a refresh failed (the old files are still being served).
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +91,11 @@ pub enum Triggered {
 
 /// Runs refreshes on schedule and on demand; shared by the router and `main`.
 pub struct Refresher {
-    settings: Arc<Settings>,
-    receiver: Receiver,
+    settings: Arc<LiveSettings>,
+    /// The client and what it was built from; rebuilt when a reload changes that.
+    client: Mutex<(ReceiverConfig, Receiver)>,
+    observe: receiver::Observer,
+    receiver_breaker: Arc<Breaker>,
     lineup: Arc<LineupStore>,
     metrics: Arc<Metrics>,
     ex: Arc<Executor<'static>>,
@@ -103,27 +107,48 @@ pub struct Refresher {
 impl Refresher {
     /// Builds the refresher and its receiver client.
     pub fn new(
-        settings: Arc<Settings>,
+        settings: Arc<LiveSettings>,
         lineup: Arc<LineupStore>,
         metrics: Arc<Metrics>,
         ex: Arc<Executor<'static>>,
     ) -> Result<Arc<Refresher>, receiver::Error> {
         let observe_metrics = metrics.clone();
-        let observe = Arc::new(move |o: &RequestOutcome| {
-            observe_metrics
-                .receiver_requests
-                .get_or_create(&ReceiverLabels {
-                    endpoint: o.endpoint.to_string(),
-                    result: o.result.to_string(),
-                })
-                .inc();
-            observe_metrics.receiver_duration.observe(o.seconds);
+        let observe: receiver::Observer = Arc::new(move |o: &Observation<'_>| match *o {
+            Observation::Request(o) => {
+                observe_metrics
+                    .receiver_requests
+                    .get_or_create(&ReceiverLabels {
+                        endpoint: o.endpoint.to_string(),
+                        result: o.result.to_string(),
+                    })
+                    .inc();
+                // A request the breaker kept back took no time at the receiver.
+                if o.result != "circuit_open" {
+                    observe_metrics.receiver_duration.observe(o.seconds);
+                }
+            }
+            Observation::Cache { endpoint, hit } => {
+                observe_metrics
+                    .receiver_cache
+                    .get_or_create(&ReceiverLabels {
+                        endpoint: endpoint.to_string(),
+                        result: if hit { "hit" } else { "miss" }.to_string(),
+                    })
+                    .inc();
+            }
         });
-        let receiver = Receiver::new(ReceiverConfig::from_settings(&settings), observe)?;
+        let current = settings.get();
+        // Owned here, outside the client, so it survives a client rebuilt on reload.
+        let receiver_breaker =
+            Arc::new(metrics.observed_breaker("receiver", BreakerConfig::from_settings(&current)));
+        let config = ReceiverConfig::from_settings(&current);
+        let receiver = Receiver::new(config.clone(), observe.clone(), receiver_breaker.clone())?;
         let (trigger_tx, trigger_rx) = smol::channel::bounded(1);
         Ok(Arc::new(Refresher {
             settings,
-            receiver,
+            client: Mutex::new((config, receiver)),
+            observe,
+            receiver_breaker,
             lineup,
             metrics,
             ex,
@@ -141,6 +166,44 @@ impl Refresher {
         }
     }
 
+    /// Takes over reloaded settings: a new receiver client (with an empty cache) when
+    /// its settings changed; the breaker and a running refresh are left alone. The
+    /// next refresh reads everything else from the settings store.
+    pub fn reconfigure(&self, settings: &Settings) {
+        let config = ReceiverConfig::from_settings(settings);
+        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if client.0 == config {
+            return;
+        }
+        match Receiver::new(
+            config.clone(),
+            self.observe.clone(),
+            self.receiver_breaker.clone(),
+        ) {
+            Ok(receiver) => *client = (config, receiver),
+            Err(e) => log::error!("event=receiver_reconfigure_failed error=\"{e}\""),
+        }
+    }
+
+    /// The receiver client now (cheap to clone).
+    fn receiver(&self) -> Receiver {
+        self.client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    /// Forgets cached receiver lists, so the next refresh sees edited bouquets at once.
+    pub fn clear_cache(&self) {
+        self.receiver().clear_cache();
+    }
+
+    /// The circuit breaker every receiver request goes through (for the status page).
+    pub fn receiver_breaker(&self) -> &Arc<Breaker> {
+        &self.receiver_breaker
+    }
+
     /// A snapshot of the status.
     pub fn status(&self) -> RefreshStatus {
         self.lock_status().clone()
@@ -155,12 +218,12 @@ impl Refresher {
     /// Runs forever: a refresh at start (if configured), then every interval and on
     /// every trigger.
     pub async fn run(self: Arc<Self>) {
-        if self.settings.initial_refresh {
+        if self.settings.get().initial_refresh {
             self.trigger();
         }
         loop {
             let tick = async {
-                Timer::after(self.settings.refresh_interval).await;
+                Timer::after(self.settings.get().refresh_interval).await;
             };
             let triggered = async {
                 let _ = self.trigger_rx.recv().await;
@@ -232,8 +295,10 @@ impl Refresher {
     }
 
     async fn refresh(&self) -> Result<Summary, RefreshError> {
-        let s = &self.settings;
-        let about = match self.receiver.about().await {
+        // One snapshot of settings and client for the whole run.
+        let s = &*self.settings.get();
+        let rx = &self.receiver();
+        let about = match rx.about().await {
             Ok(about) => Some(about),
             Err(e) => {
                 // Some images answer /api/about oddly; the bouquets decide reachability.
@@ -241,14 +306,14 @@ impl Refresher {
                 None
             }
         };
-        let all = self.receiver.bouquets().await?;
+        let all = rx.bouquets().await?;
         let selected = select_bouquets(&all, &s.bouquets)?;
 
         let mut channels: Vec<Channel> = Vec::new();
         let mut epg_refs: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for bouquet in &selected {
-            let content = self.receiver.bouquet_content(bouquet).await?;
+            let content = rx.bouquet_content(bouquet).await?;
             for channel in content.channels {
                 let key = receiver::canonical_ref(&channel.sref);
                 if index.contains_key(&key) {
@@ -267,9 +332,9 @@ impl Refresher {
             return Err(RefreshError::NoChannels);
         }
 
-        let relay = self.relay_whitelist().await;
-        let public = self.public_base();
-        let links = self.links(&public);
+        let relay = self.relay_whitelist(rx).await;
+        let public = public_base(s);
+        let links = links(s, &public);
         let entries: Vec<ChannelEntry> = channels
             .iter()
             .enumerate()
@@ -294,8 +359,12 @@ impl Refresher {
                 error: None,
             }));
             match s.epg_source {
-                EpgSource::Bouquet => self.epg_by_bouquet(&sink, &epg_refs, now, to).await?,
-                EpgSource::PerService => self.epg_by_service(&sink, &channels, now, to).await?,
+                EpgSource::Bouquet => epg_by_bouquet(rx, &sink, &epg_refs, now, to).await?,
+                EpgSource::PerService => {
+                    let workers = s.epg_max_concurrency;
+                    self.epg_by_service(rx, workers, &sink, &channels, now, to)
+                        .await?
+                }
             }
             let sink = Arc::try_unwrap(sink)
                 .map_err(|_| RefreshError::Internal("EPG reader still running"))?
@@ -345,8 +414,8 @@ impl Refresher {
 
     /// Canonical refs of the receiver's stream-relay whitelist. When the receiver cannot
     /// say, the last lineup's flags stand (a transient error must not move channels).
-    async fn relay_whitelist(&self) -> HashSet<String> {
-        match self.receiver.stream_relay_whitelist().await {
+    async fn relay_whitelist(&self, rx: &Receiver) -> HashSet<String> {
+        match rx.stream_relay_whitelist().await {
             Ok(refs) => refs.into_iter().collect(),
             Err(e) => {
                 log::warn!("event=relay_whitelist_failed error=\"{e}\"");
@@ -361,29 +430,10 @@ impl Refresher {
         }
     }
 
-    async fn epg_by_bouquet(
-        &self,
-        sink: &SharedSink,
-        refs: &[String],
-        from: i64,
-        to: i64,
-    ) -> Result<(), RefreshError> {
-        for (i, bref) in refs.iter().enumerate() {
-            lock(sink).source = i;
-            let sink = sink.clone();
-            // The returned callback holds only an Arc clone of the sink.
-            let _callback = self
-                .receiver
-                .epg_bouquet(bref, from, to, move |event| {
-                    sink_event(&mut lock(&sink), event)
-                })
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn epg_by_service(
         &self,
+        client: &Receiver,
+        concurrency: usize,
         sink: &SharedSink,
         channels: &[Channel],
         from: i64,
@@ -404,13 +454,9 @@ impl Refresher {
         let next = Arc::new(AtomicUsize::new(0));
         let srefs: Arc<Vec<String>> = Arc::new(channels.iter().map(|c| c.sref.clone()).collect());
         let mut workers = Vec::new();
-        for _ in 0..self.settings.epg_max_concurrency.max(1) {
-            let (next, srefs, tx, receiver) = (
-                next.clone(),
-                srefs.clone(),
-                tx.clone(),
-                self.receiver.clone(),
-            );
+        for _ in 0..concurrency.max(1) {
+            let (next, srefs, tx, receiver) =
+                (next.clone(), srefs.clone(), tx.clone(), client.clone());
             workers.push(self.ex.spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -436,60 +482,79 @@ impl Refresher {
         writer_task.await;
         first_error.map_or(Ok(()), Err)
     }
+}
 
-    /// Where this refresh's playlist points streams and logos (worked out once, not
-    /// per channel).
-    fn links(&self, public: &str) -> Links {
-        let s = &self.settings;
-        // The picon cache can only fetch plain-HTTP bases (the rule `PiconCache::new`
-        // applies); others are linked as they are.
-        let proxied_picons = crate::picon::PiconConfig::from_settings(s).base_is_fetchable();
-        // IPTV apps cannot send headers, so our own links carry the stream token.
-        let token_query = s
-            .stream_token
-            .as_deref()
-            .map_or_else(String::new, |t| format!("?token={}", percent_encode(t)));
-        let (stream, stream_query) = if s.use_proxy_urls {
-            (format!("{public}/stream"), token_query.clone())
-        } else {
-            let direct = format!("http://{}:{}", host_of(&s.owi_base), s.stream_port);
-            (direct, String::new())
-        };
-        let (picon, picon_query) = if s.use_proxy_urls && proxied_picons {
-            (format!("{public}/picon"), token_query.clone())
-        } else {
-            let base = s
-                .picon_base
-                .clone()
-                .unwrap_or_else(|| format!("{}/picon", s.owi_base));
-            (base, String::new())
-        };
-        Links {
-            stream,
-            stream_query,
-            picon,
-            picon_query,
-            token_query,
-        }
+/// Where this refresh's playlist points streams and logos (worked out once, not
+/// per channel).
+fn links(s: &Settings, public: &str) -> Links {
+    // The picon cache can only fetch plain-HTTP bases (the rule `PiconCache::new`
+    // applies); others are linked as they are.
+    let proxied_picons = crate::picon::PiconConfig::from_settings(s).base_is_fetchable();
+    // IPTV apps cannot send headers, so our own links carry the stream token.
+    let token_query = s
+        .stream_token
+        .as_deref()
+        .map_or_else(String::new, |t| format!("?token={}", percent_encode(t)));
+    let (stream, stream_query) = if s.use_proxy_urls {
+        (format!("{public}/stream"), token_query.clone())
+    } else {
+        let direct = format!("http://{}:{}", host_of(&s.owi_base), s.stream_port);
+        (direct, String::new())
+    };
+    let (picon, picon_query) = if s.use_proxy_urls && proxied_picons {
+        (format!("{public}/picon"), token_query.clone())
+    } else {
+        let base = s
+            .picon_base
+            .clone()
+            .unwrap_or_else(|| format!("{}/picon", s.owi_base));
+        (base, String::new())
+    };
+    Links {
+        stream,
+        stream_query,
+        picon,
+        picon_query,
+        token_query,
     }
+}
 
-    /// How clients reach us: `XG2G_PUBLIC_URL`, else the listen address, with the address
-    /// of the interface that routes to the receiver standing in for a wildcard address.
-    fn public_base(&self) -> String {
-        let s = &self.settings;
-        if let Some(url) = &s.public_url {
-            return url.clone();
-        }
-        let ip = if s.listen.ip().is_unspecified() {
-            local_ip_towards(&s.owi_base).unwrap_or(s.listen.ip())
-        } else {
-            s.listen.ip()
-        };
-        match ip {
-            IpAddr::V6(v6) => format!("http://[{v6}]:{}", s.listen.port()),
-            IpAddr::V4(v4) => format!("http://{v4}:{}", s.listen.port()),
-        }
+/// How clients reach us: `XG2G_PUBLIC_URL`, else the listen address, with the address
+/// of the interface that routes to the receiver standing in for a wildcard address.
+fn public_base(s: &Settings) -> String {
+    if let Some(url) = &s.public_url {
+        return url.clone();
     }
+    let ip = if s.listen.ip().is_unspecified() {
+        local_ip_towards(&s.owi_base).unwrap_or(s.listen.ip())
+    } else {
+        s.listen.ip()
+    };
+    match ip {
+        IpAddr::V6(v6) => format!("http://[{v6}]:{}", s.listen.port()),
+        IpAddr::V4(v4) => format!("http://{v4}:{}", s.listen.port()),
+    }
+}
+
+/// Streams every bouquet's EPG into the sink, one bouquet at a time.
+async fn epg_by_bouquet(
+    rx: &Receiver,
+    sink: &SharedSink,
+    refs: &[String],
+    from: i64,
+    to: i64,
+) -> Result<(), RefreshError> {
+    for (i, bref) in refs.iter().enumerate() {
+        lock(sink).source = i;
+        let sink = sink.clone();
+        // The returned callback holds only an Arc clone of the sink.
+        let _callback = rx
+            .epg_bouquet(bref, from, to, move |event| {
+                sink_event(&mut lock(&sink), event)
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// Base URLs of the playlist's stream and logo links, without a trailing slash.

@@ -136,7 +136,9 @@ fn apply(app: &App, mut new: Settings) -> ReloadReport {
     app.settings.replace(new.clone());
     if live.iter().any(|k| k.env.starts_with("XG2G_RATELIMIT_")) {
         app.limiter
-            .replace(Arc::new(RateLimiter::new(RateLimitConfig::from_settings(&new))));
+            .replace(Arc::new(RateLimiter::new(RateLimitConfig::from_settings(
+                &new,
+            ))));
     }
     app.refresher.reconfigure(&new);
     app.streams.reconfigure(&new);

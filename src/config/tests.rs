@@ -849,12 +849,17 @@ fn changed_keys_compare_secrets_without_printing_them() {
         ("XG2G_CIRCUIT_BREAKER_TIMEOUT", "2s"),
         ("XG2G_LOG_LEVEL", "debug"),
         ("XG2G_EPG_DAYS", "2"),
+        ("XG2G_API_TOKEN", "a"),
     ])
     .expect("valid");
     let wanted = old.changed_keys(&everything);
     assert_eq!(wanted.iter().filter(|k| k.needs_restart()).count(), 14);
     everything.keep_restart_settings(&old);
-    let left: Vec<_> = old.changed_keys(&everything).iter().map(|k| k.env).collect();
+    let left: Vec<_> = old
+        .changed_keys(&everything)
+        .iter()
+        .map(|k| k.env)
+        .collect();
     assert_eq!(left, ["XG2G_EPG_DAYS"]);
 }
 

@@ -116,7 +116,10 @@ mod tests {
             check_api_token(&req("token=s3cret", &[]), t),
             TokenCheck::Missing
         );
-        assert_eq!(check_api_token(&req("", &[]), None), TokenCheck::NotConfigured);
+        assert_eq!(
+            check_api_token(&req("", &[]), None),
+            TokenCheck::NotConfigured
+        );
     }
 
     #[test]

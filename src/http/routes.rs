@@ -316,7 +316,13 @@ impl Router {
                 "audio/x-mpegurl; charset=utf-8",
                 false,
             ),
-            "xmltv" => self.file(req, ctx, "xmltv.xml", "application/xml; charset=utf-8", true),
+            "xmltv" => self.file(
+                req,
+                ctx,
+                "xmltv.xml",
+                "application/xml; charset=utf-8",
+                true,
+            ),
             "xmltv_gz" => self.file(req, ctx, "xmltv.xml.gz", "application/gzip", true),
             "healthz" => json_response(200, &json!({"status": "ok"})),
             "readyz" => self.readyz(req, ctx),
@@ -471,6 +477,8 @@ impl Router {
 
     async fn refresh(&self, req: &Request) -> Response {
         let refresher = &self.app.refresher;
+        // Asked for by a user who probably just edited bouquets: fetch them anew.
+        refresher.clear_cache();
         let before = refresher.status();
         let triggered = refresher.trigger();
         let word = match triggered {

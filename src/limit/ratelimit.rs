@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use super::bucket::Gcra;
 use super::{Decision, IpSet};
 
-
 /// Least time between two sweeps of a full table from the request path, so a flood of
 /// new addresses costs one table scan per 100 ms instead of one per request.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(100);
@@ -458,6 +457,7 @@ mod tests {
             let v = rl.check_at(a, RouteClass::Api, t0);
             let expect = Decision {
                 allowed: true,
+                limit: 20,
                 remaining: 19 - i,
                 retry_after: Duration::ZERO,
                 reset: ms(100 * u64::from(i + 1)),
@@ -466,6 +466,7 @@ mod tests {
         }
         let refused = Decision {
             allowed: false,
+            limit: 20,
             remaining: 0,
             retry_after: ms(100),
             reset: ms(2000),
@@ -567,6 +568,7 @@ mod tests {
         }
         let refused = Decision {
             allowed: false,
+            limit: 20,
             remaining: 20,
             retry_after: ms(1000),
             reset: Duration::ZERO,
@@ -649,6 +651,7 @@ mod tests {
         fn default_refusal() -> Decision {
             Decision {
                 allowed: false,
+                limit: 0,
                 remaining: 0,
                 retry_after: Duration::ZERO,
                 reset: Duration::ZERO,

@@ -62,12 +62,22 @@ pub enum Error {
         /// The underlying error.
         cause: io::Error,
     },
+    /// The circuit breaker is open after repeated failures: the request never left the
+    /// daemon. Not retried; asking again after `retry_after` may let a probe through.
+    #[error("{req}: receiver circuit open, retry in {}", fmt_duration(*.retry_after))]
+    CircuitOpen {
+        /// The request that was not sent.
+        req: String,
+        /// When the breaker may let a request through again (never zero).
+        retry_after: Duration,
+    },
 }
 
 impl Error {
     /// The stable label of this failure, as used in [`RequestOutcome::result`]:
     /// `timeout`, `connect`, `http_4xx` (every non-2xx status below 500), `http_5xx`,
-    /// `malformed`, `too_large`, `io`, or `config` for settings errors.
+    /// `malformed`, `too_large`, `io`, `circuit_open` (the breaker refused to send it),
+    /// or `config` for settings errors.
     ///
     /// [`RequestOutcome::result`]: super::RequestOutcome::result
     pub fn kind(&self) -> &'static str {
@@ -80,10 +90,13 @@ impl Error {
             Error::Malformed { .. } => "malformed",
             Error::TooLarge { .. } => "too_large",
             Error::Io { .. } => "io",
+            Error::CircuitOpen { .. } => "circuit_open",
         }
     }
 
     /// Whether another attempt may succeed: connect errors, timeouts and 5xx answers.
+    /// Exactly these also count as failures for the circuit breaker (the box did not
+    /// answer usefully); everything else, `circuit_open` included, is not transient.
     pub fn is_transient(&self) -> bool {
         matches!(self.kind(), "connect" | "timeout" | "http_5xx")
     }
@@ -209,6 +222,16 @@ mod tests {
         assert_eq!(back.to_string(), "GET /x: answer larger than 5 bytes");
         let plain = io::Error::new(io::ErrorKind::InvalidInput, "corrupt deflate stream");
         assert_eq!(Error::from_io("GET /y", plain).kind(), "malformed");
+        let open = Error::CircuitOpen {
+            req: "GET /api/bouquets".into(),
+            retry_after: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            open.to_string(),
+            "GET /api/bouquets: receiver circuit open, retry in 1500ms"
+        );
+        assert_eq!(open.kind(), "circuit_open");
+        assert!(!open.is_transient());
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert_eq!(Error::from_io("GET /y", reset).kind(), "io");
     }

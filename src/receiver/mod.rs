@@ -9,8 +9,21 @@
 //! errors, timeouts and 5xx answers are retried `retries` times with exponential
 //! backoff (250 ms doubling, at most 5 s); every attempt is reported to the observer.
 //! All text comes out cleaned (see `text.rs`).
+//!
+//! Protecting the receiver (a set-top box, easily overwhelmed):
+//! - Every attempt, retries included, first waits for a token of the client's bucket
+//!   (`max_requests_per_second`, the same burst), then asks the shared circuit breaker.
+//!   An open breaker fails the request at once with [`Error::CircuitOpen`]: nothing is
+//!   sent, nothing retried. Exactly the transient failures (see [`Error::is_transient`])
+//!   count against the breaker; any answer the box gave, a 4xx or bad JSON included,
+//!   counts as a success.
+//! - Bouquet lists and bouquet contents (`getservices`) are cached for `cache_ttl`, keyed
+//!   by request path, at most [`MAX_CACHED`] bouquet contents; only successful parses are
+//!   stored, hits take no token and send nothing. EPG, about and the whitelist are never
+//!   cached. [`Receiver::clear_cache`] forces fresh answers.
 
 mod body;
+mod cache;
 mod error;
 pub mod http_client;
 mod json;
@@ -22,8 +35,11 @@ mod text;
 mod tests;
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::limit::{Breaker, TokenBucket};
 
 pub use error::Error;
 pub use model::{About, Bouquet, Channel, Event};
@@ -34,6 +50,7 @@ pub use sref::{
 pub use text::{clean_description, clean_name, decode_entities};
 
 use body::{BodyRead, Charset};
+use cache::TtlCache;
 use http_client::{Framing, Origin};
 use json::Entry;
 
@@ -46,6 +63,11 @@ pub const MAX_NESTING: usize = 4;
 /// Largest EPG window in minutes we ask for; some OpenWebIF versions treat larger
 /// values as invalid.
 const MAX_WINDOW_MINUTES: i64 = 99_999;
+/// Most bouquet contents (`getservices` answers) kept in the cache; a receiver has a
+/// few dozen bouquets, so this only bites when something is badly wrong.
+pub const MAX_CACHED: usize = 512;
+/// Bouquet-list answers kept: there is one path, `/api/bouquets`.
+const MAX_CACHED_BOUQUET_LISTS: usize = 1;
 
 /// How to reach the receiver and how patient to be with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +84,10 @@ pub struct ReceiverConfig {
     pub retries: u32,
     /// Largest decoded answer accepted, in bytes.
     pub max_body_bytes: u64,
+    /// Request attempts per second at most (retries included), with a burst of as many.
+    pub max_requests_per_second: NonZeroU32,
+    /// How long bouquet lists and bouquet contents are reused; zero turns caching off.
+    pub cache_ttl: Duration,
 }
 
 impl ReceiverConfig {
@@ -74,6 +100,8 @@ impl ReceiverConfig {
             timeout: s.owi_timeout,
             retries: s.owi_retries,
             max_body_bytes: s.owi_max_body_bytes,
+            max_requests_per_second: s.owi_rate_limit,
+            cache_ttl: s.owi_cache_ttl,
         }
     }
 }
@@ -81,13 +109,29 @@ impl ReceiverConfig {
 /// One finished attempt of a receiver request, for metrics and logs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestOutcome {
-    /// `bouquets`, `services`, `epgbouquet`, `epgservice` or `about`.
+    /// `bouquets`, `services`, `epgbouquet`, `epgservice`, `about` or `whitelist`.
     pub endpoint: &'static str,
     /// `ok`, or the failure's [`Error::kind`] (`timeout`, `connect`, `http_4xx`,
-    /// `http_5xx`, `malformed`, `too_large`, `io`).
+    /// `http_5xx`, `malformed`, `too_large`, `io`, or `circuit_open` when the breaker
+    /// kept the attempt from being sent).
     pub result: &'static str,
-    /// Wall time of the attempt, from connecting to the end of parsing.
+    /// Wall time of the attempt, from connecting to the end of parsing (the pacing wait
+    /// not included); 0 for `circuit_open`.
     pub seconds: f64,
+}
+
+/// What the client reports to its observer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Observation<'a> {
+    /// One attempt finished (or was refused by the breaker).
+    Request(&'a RequestOutcome),
+    /// A cacheable request was looked up in the cache (only while caching is on).
+    Cache {
+        /// `bouquets` or `services`.
+        endpoint: &'static str,
+        /// Served from the cache (no request made).
+        hit: bool,
+    },
 }
 
 /// What a bouquet holds once nested bouquets are expanded.
@@ -101,11 +145,12 @@ pub struct BouquetContent {
     pub epg_refs: Vec<String>,
 }
 
-/// Reports every request attempt (e.g. into metrics); called on an executor thread, so
-/// it must be quick.
-pub type Observer = Arc<dyn Fn(&RequestOutcome) + Send + Sync>;
+/// Reports every request attempt and cache lookup (e.g. into metrics); called on an
+/// executor thread, so it must be quick.
+pub type Observer = Arc<dyn Fn(&Observation<'_>) + Send + Sync>;
 
-/// The OpenWebIF client. Cheap to clone (one `Arc`); clones share settings and observer.
+/// The OpenWebIF client. Cheap to clone (one `Arc`); clones share settings, observer,
+/// pacing, breaker and cache.
 #[derive(Clone)]
 pub struct Receiver {
     inner: Arc<Inner>,
@@ -118,6 +163,13 @@ struct Inner {
     retries: u32,
     max_body: u64,
     observe: Observer,
+    /// Owned by the caller: it outlives a client rebuilt on reload.
+    breaker: Arc<Breaker>,
+    pacing: TokenBucket,
+    /// Shared (`Arc`) so a hit holds the lock only for a reference-count bump and the
+    /// bouquet walker reads entries in place instead of copying whole lists.
+    bouquets: TtlCache<Arc<Vec<Bouquet>>>,
+    services: TtlCache<Arc<Vec<Entry>>>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -129,7 +181,9 @@ impl std::fmt::Debug for Receiver {
             .field("timeout", &self.inner.timeout)
             .field("retries", &self.inner.retries)
             .field("max_body", &self.inner.max_body)
-            .finish()
+            .field("rate", &self.inner.pacing.rate())
+            .field("breaker", &self.inner.breaker)
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,8 +196,24 @@ struct EpgSink<F> {
 
 impl Receiver {
     /// Checks the settings (base URL, non-zero timeout and size cap) and builds the
-    /// client; no request is made.
-    pub fn new(cfg: ReceiverConfig, observe: Observer) -> Result<Receiver, Error> {
+    /// client with a full token bucket and an empty cache; no request is made. Every
+    /// attempt goes through `breaker`, which the caller keeps (status, reloads).
+    pub fn new(
+        cfg: ReceiverConfig,
+        observe: Observer,
+        breaker: Arc<Breaker>,
+    ) -> Result<Receiver, Error> {
+        let burst = cfg.max_requests_per_second;
+        Receiver::with_burst(cfg, observe, breaker, burst)
+    }
+
+    /// [`Receiver::new`] with a token bucket burst other than the rate (tests).
+    fn with_burst(
+        cfg: ReceiverConfig,
+        observe: Observer,
+        breaker: Arc<Breaker>,
+        burst: NonZeroU32,
+    ) -> Result<Receiver, Error> {
         let origin = Origin::parse(&cfg.base).map_err(Error::Config)?;
         if cfg.timeout.is_zero() {
             return Err(Error::Config("timeout must be above zero".into()));
@@ -163,8 +233,20 @@ impl Receiver {
                 retries: cfg.retries,
                 max_body: cfg.max_body_bytes,
                 observe,
+                breaker,
+                pacing: TokenBucket::new(cfg.max_requests_per_second, burst),
+                bouquets: TtlCache::new(cfg.cache_ttl, MAX_CACHED_BOUQUET_LISTS),
+                services: TtlCache::new(cfg.cache_ttl, MAX_CACHED),
             }),
         })
+    }
+
+    /// Forgets every cached answer, so the next calls ask the receiver (a forced
+    /// refresh after the user edited bouquets). Answers already on their way when this
+    /// is called are not cached.
+    pub fn clear_cache(&self) {
+        self.inner.bouquets.clear();
+        self.inner.services.clear();
     }
 
     /// Where requests go (host, port, prefix), e.g. to derive the streaming origin.
@@ -180,18 +262,23 @@ impl Receiver {
         .await
     }
 
-    /// `/api/bouquets`: the TV bouquets, names cleaned.
+    /// `/api/bouquets`: the TV bouquets, names cleaned; from the cache while fresh.
     pub async fn bouquets(&self) -> Result<Vec<Bouquet>, Error> {
-        self.fetch("bouquets", "/api/bouquets".into(), |_: &mut (), r| {
-            json::parse_bouquets(r)
-        })
-        .await
+        let list = self
+            .fetch_cached(
+                &self.inner.bouquets,
+                "bouquets",
+                "/api/bouquets".into(),
+                |_: &mut (), r| json::parse_bouquets(r),
+            )
+            .await?;
+        Ok(Arc::unwrap_or_clone(list))
     }
 
     /// Channels of a bouquet in order: markers and spacers skipped, nested sub-bouquets
     /// expanded (at most [`MAX_NESTING`] levels deep, each at most once, so cycles end),
     /// alternatives kept as one channel; `group` = the bouquet's name. A channel without
-    /// a name is named by its ref.
+    /// a name is named by its ref. Bouquet contents come from the cache while fresh.
     pub async fn channels(&self, bouquet: &Bouquet) -> Result<Vec<Channel>, Error> {
         Ok(self.bouquet_content(bouquet).await?.channels)
     }
@@ -201,24 +288,27 @@ impl Receiver {
         let mut channels = Vec::new();
         let mut epg_refs = vec![bouquet.sref.clone()];
         let mut seen = HashSet::from([canonical_ref(&bouquet.sref)]);
-        let mut stack = vec![(self.entries(&bouquet.sref).await?.into_iter(), 0usize)];
-        while let Some((entries, depth)) = stack.last_mut() {
+        // (entries, index of the next one, nesting depth); entries are read in place
+        // because they may be shared with the cache.
+        let mut stack = vec![(self.entries(&bouquet.sref).await?, 0usize, 0usize)];
+        while let Some((entries, next, depth)) = stack.last_mut() {
             let depth = *depth;
-            let Some(entry) = entries.next() else {
+            let Some(entry) = entries.get(*next) else {
                 stack.pop();
                 continue;
             };
+            *next += 1;
             match entry_kind(&entry.sref) {
                 EntryKind::Skip => {}
                 EntryKind::Service | EntryKind::Alternatives => {
                     let name = if entry.name.is_empty() {
-                        entry.sref.clone()
+                        &entry.sref
                     } else {
-                        entry.name
+                        &entry.name
                     };
                     channels.push(Channel {
-                        sref: entry.sref,
-                        name,
+                        sref: entry.sref.clone(),
+                        name: name.clone(),
                         group: bouquet.name.clone(),
                     });
                 }
@@ -239,23 +329,27 @@ impl Receiver {
                         );
                         continue;
                     }
-                    let nested = self.entries(&entry.sref).await?;
-                    epg_refs.push(entry.sref);
-                    stack.push((nested.into_iter(), depth + 1));
+                    let sref = entry.sref.clone();
+                    let nested = self.entries(&sref).await?;
+                    epg_refs.push(sref);
+                    stack.push((nested, 0, depth + 1));
                 }
             }
         }
         Ok(BouquetContent { channels, epg_refs })
     }
 
-    /// `/api/getservices` for one bouquet: its raw entries in order.
-    async fn entries(&self, bouquet_ref: &str) -> Result<Vec<Entry>, Error> {
+    /// `/api/getservices` for one bouquet: its raw entries in order, from the cache
+    /// while fresh.
+    async fn entries(&self, bouquet_ref: &str) -> Result<Arc<Vec<Entry>>, Error> {
         let path = format!(
             "/api/getservices?sRef={}",
             crate::http::percent_encode(bouquet_ref)
         );
-        self.fetch("services", path, |_: &mut (), r| json::parse_services(r))
-            .await
+        self.fetch_cached(&self.inner.services, "services", path, |_: &mut (), r| {
+            json::parse_services(r)
+        })
+        .await
     }
 
     /// `/api/epgbouquet`: streams the events of the services listed directly in
@@ -339,6 +433,33 @@ impl Receiver {
         }
     }
 
+    /// [`Receiver::fetch`] through `cache`: a fresh entry is returned without a request
+    /// (and without a token); a successful parse is stored. Lookups are reported.
+    async fn fetch_cached<T: Send + Sync + 'static>(
+        &self,
+        cache: &TtlCache<Arc<T>>,
+        endpoint: &'static str,
+        path: String,
+        parse: fn(&mut (), BodyRead) -> serde_json::Result<T>,
+    ) -> Result<Arc<T>, Error> {
+        if !cache.is_enabled() {
+            return self.fetch(endpoint, path, parse).await.map(Arc::new);
+        }
+        // Taken before the request: a clear_cache() while it runs keeps its answer out.
+        let since = cache.generation();
+        let hit = cache.get(&path);
+        (self.inner.observe)(&Observation::Cache {
+            endpoint,
+            hit: hit.is_some(),
+        });
+        if let Some(value) = hit {
+            return Ok(value);
+        }
+        let value = Arc::new(self.fetch(endpoint, path.clone(), parse).await?);
+        cache.insert(path, Arc::clone(&value), since);
+        Ok(value)
+    }
+
     /// [`Receiver::fetch_with`] for answers parsed whole.
     async fn fetch<T: Send + 'static>(
         &self,
@@ -350,8 +471,9 @@ impl Receiver {
     }
 
     /// GETs `path` and parses the answer with `parse` and `state` on a blocking thread,
-    /// retrying transient failures while `may_retry(&state)` allows; reports every
-    /// attempt. Returns the state with the last attempt's result.
+    /// retrying transient failures while `may_retry(&state)` allows; every attempt is
+    /// paced, goes through the breaker and is reported. Returns the state with the last
+    /// attempt's result.
     async fn fetch_with<S, T>(
         &self,
         endpoint: &'static str,
@@ -367,14 +489,40 @@ impl Receiver {
         let mut backoff = BACKOFF_START;
         let mut attempt = 0u32;
         loop {
+            let wait = self.inner.pacing.reserve();
+            if !wait.is_zero() {
+                async_io::Timer::after(wait).await;
+            }
+            // Asked after the pacing wait, so the breaker's state is fresh.
+            let permit = match self.inner.breaker.try_acquire() {
+                Ok(permit) => permit,
+                Err(rejected) => {
+                    let e = Error::CircuitOpen {
+                        req: self.request_line(&path),
+                        retry_after: rejected.retry_after,
+                    };
+                    log::debug!("event=receiver_circuit_open endpoint={endpoint} error=\"{e}\"");
+                    (self.inner.observe)(&Observation::Request(&RequestOutcome {
+                        endpoint,
+                        result: e.kind(),
+                        seconds: 0.0,
+                    }));
+                    return (state, Err(e));
+                }
+            };
             let started = Instant::now();
             let (back, result) = self.attempt(&path, state, parse).await;
             state = back;
-            (self.inner.observe)(&RequestOutcome {
+            match &result {
+                Err(e) if e.is_transient() => permit.failure(),
+                // The box answered (even if with a 4xx or garbage): it is alive.
+                _ => permit.success(),
+            }
+            (self.inner.observe)(&Observation::Request(&RequestOutcome {
                 endpoint,
                 result: result.as_ref().map_or_else(Error::kind, |_| "ok"),
                 seconds: started.elapsed().as_secs_f64(),
-            });
+            }));
             match result {
                 Err(e) if e.is_transient() && attempt < self.inner.retries && may_retry(&state) => {
                     attempt += 1;
@@ -402,7 +550,7 @@ impl Receiver {
         T: Send + 'static,
     {
         let inner = &self.inner;
-        let req = format!("GET {}{}", inner.origin.prefix(), path);
+        let req = self.request_line(path);
         let response = match http_client::get(
             &inner.origin,
             path,
@@ -436,6 +584,11 @@ impl Receiver {
             parse,
         )
         .await
+    }
+
+    /// `GET <prefix><path>`: how errors name a request.
+    fn request_line(&self, path: &str) -> String {
+        format!("GET {}{}", self.inner.origin.prefix(), path)
     }
 }
 

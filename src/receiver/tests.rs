@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::limit::{BreakerConfig, BreakerState};
 
 /// A server thread answering each connection with `handler(connection index, request
 /// head, stream)`; every request head is recorded.
@@ -118,30 +119,112 @@ fn chunked(data: &[u8], size: usize) -> Vec<u8> {
     out
 }
 
-type Outcomes = Arc<Mutex<Vec<RequestOutcome>>>;
+/// What the observer saw, owned.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Request(RequestOutcome),
+    Cache(&'static str, bool),
+}
 
-fn client_with(base: &str, timeout_ms: u64, retries: u32, max: u64) -> (Receiver, Outcomes) {
+type Outcomes = Arc<Mutex<Vec<Seen>>>;
+
+fn recording_observer() -> (Observer, Outcomes) {
     let outcomes: Outcomes = Arc::default();
     let log = outcomes.clone();
+    let observer: Observer = Arc::new(move |o: &Observation<'_>| {
+        let seen = match *o {
+            Observation::Request(r) => Seen::Request(r.clone()),
+            Observation::Cache { endpoint, hit } => Seen::Cache(endpoint, hit),
+        };
+        log.lock().unwrap().push(seen);
+    });
+    (observer, outcomes)
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap()
+}
+
+/// Client knobs beyond the basic ones; the defaults keep pacing, breaker and cache out
+/// of the way of tests about other things.
+#[derive(Clone, Copy)]
+struct Setup {
+    timeout_ms: u64,
+    retries: u32,
+    max: u64,
+    rate: u32,
+    burst: u32,
+    cache_ttl: Duration,
+    breaker: BreakerConfig,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup {
+            timeout_ms: 2000,
+            retries: 0,
+            max: 1 << 20,
+            rate: 10_000,
+            burst: 10_000,
+            cache_ttl: Duration::ZERO,
+            breaker: BreakerConfig {
+                enabled: true,
+                failure_threshold: 1000,
+                open_timeout: Duration::from_secs(30),
+            },
+        }
+    }
+}
+
+fn build(base: &str, setup: Setup) -> (Receiver, Outcomes, Arc<Breaker>) {
+    let (observer, outcomes) = recording_observer();
     let cfg = ReceiverConfig {
         base: base.to_owned(),
         user: None,
         pass: None,
-        timeout: Duration::from_millis(timeout_ms),
-        retries,
-        max_body_bytes: max,
+        timeout: Duration::from_millis(setup.timeout_ms),
+        retries: setup.retries,
+        max_body_bytes: setup.max,
+        max_requests_per_second: nz(setup.rate),
+        cache_ttl: setup.cache_ttl,
     };
-    let observer: Observer =
-        Arc::new(move |o: &RequestOutcome| log.lock().unwrap().push(o.clone()));
-    (Receiver::new(cfg, observer).unwrap(), outcomes)
+    let breaker = Arc::new(Breaker::new("receiver", setup.breaker));
+    let rx = Receiver::with_burst(cfg, observer, breaker.clone(), nz(setup.burst)).unwrap();
+    (rx, outcomes, breaker)
+}
+
+fn client_with(base: &str, timeout_ms: u64, retries: u32, max: u64) -> (Receiver, Outcomes) {
+    let (rx, outcomes, _) = build(
+        base,
+        Setup {
+            timeout_ms,
+            retries,
+            max,
+            ..Setup::default()
+        },
+    );
+    (rx, outcomes)
 }
 
 fn client(server: &Server) -> (Receiver, Outcomes) {
     client_with(&server.base(), 2000, 0, 1 << 20)
 }
 
+/// The request outcomes seen, in order.
+fn requests(outcomes: &Outcomes) -> Vec<RequestOutcome> {
+    outcomes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Request(r) => Some(r.clone()),
+            Seen::Cache(..) => None,
+        })
+        .collect()
+}
+
 fn results(outcomes: &Outcomes) -> Vec<&'static str> {
-    outcomes.lock().unwrap().iter().map(|o| o.result).collect()
+    requests(outcomes).iter().map(|o| o.result).collect()
 }
 
 const BOUQUETS: &str = r#"{"bouquets": [["1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"userbouquet.favourites.tv\" ORDER BY bouquet", "Favourites (TV)"], ["1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"userbouquet.news.tv\" ORDER BY bouquet", "News &amp; Sport"]]}"#;
@@ -170,7 +253,7 @@ fn chunked_gzip_answer_and_request_head() {
     assert_eq!(bouquets.len(), 2);
     assert_eq!(bouquets[1].name, "News & Sport");
     assert_eq!(results(&outcomes), ["ok"]);
-    assert_eq!(outcomes.lock().unwrap()[0].endpoint, "bouquets");
+    assert_eq!(requests(&outcomes)[0].endpoint, "bouquets");
     let head = &server.requests()[0];
     assert!(head.starts_with("GET /api/bouquets HTTP/1.1\r\n"), "{head}");
     for want in [
@@ -298,7 +381,7 @@ fn stalled_server_times_out_and_is_retried() {
     assert_eq!(err.to_string(), "GET /api/bouquets: timed out after 200ms");
     assert!(started.elapsed() < Duration::from_millis(1500));
     assert_eq!(results(&outcomes), ["timeout", "timeout"]);
-    assert!(outcomes.lock().unwrap()[0].seconds >= 0.2);
+    assert!(requests(&outcomes)[0].seconds >= 0.2);
 }
 
 #[test]
@@ -403,8 +486,11 @@ fn basic_auth_header_is_sent() {
         timeout: Duration::from_secs(2),
         retries: 0,
         max_body_bytes: 1 << 20,
+        max_requests_per_second: nz(10),
+        cache_ttl: Duration::ZERO,
     };
-    let rx = Receiver::new(cfg, Arc::new(|_: &RequestOutcome| {})).unwrap();
+    let breaker = Arc::new(Breaker::new("receiver", Setup::default().breaker));
+    let rx = Receiver::new(cfg, Arc::new(|_: &Observation<'_>| {}), breaker).unwrap();
     assert!(!format!("{rx:?}").contains("cm9vd"));
     smol::block_on(rx.bouquets()).unwrap();
     assert!(
@@ -423,9 +509,12 @@ fn bad_settings_are_refused() {
         timeout: Duration::from_secs(1),
         retries: 0,
         max_body_bytes: 1,
+        max_requests_per_second: nz(1),
+        cache_ttl: Duration::from_secs(1),
     };
-    let observer: Observer = Arc::new(|_: &RequestOutcome| {});
-    assert!(Receiver::new(ok.clone(), observer.clone()).is_ok());
+    let observer: Observer = Arc::new(|_: &Observation<'_>| {});
+    let breaker = Arc::new(Breaker::new("receiver", Setup::default().breaker));
+    assert!(Receiver::new(ok.clone(), observer.clone(), breaker.clone()).is_ok());
     for bad in [
         ReceiverConfig {
             base: "https://box".into(),
@@ -440,7 +529,7 @@ fn bad_settings_are_refused() {
             ..ok.clone()
         },
     ] {
-        let err = Receiver::new(bad, observer.clone()).unwrap_err();
+        let err = Receiver::new(bad, observer.clone(), breaker.clone()).unwrap_err();
         assert_eq!(err.kind(), "config");
     }
 }
@@ -549,13 +638,7 @@ fn bouquet_content_skips_markers_expands_sub_bouquets_and_survives_cycles() {
         ]
     );
     assert_eq!(results(&outcomes), ["ok"; 3]);
-    assert!(
-        outcomes
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|o| o.endpoint == "services")
-    );
+    assert!(requests(&outcomes).iter().all(|o| o.endpoint == "services"));
     // The ref travels percent-encoded.
     assert!(
         server.requests()[0].starts_with(
@@ -649,9 +732,7 @@ fn epg_events_stream_one_by_one() {
     assert_eq!(count.load(Ordering::SeqCst), 51);
     assert_eq!(results(&outcomes), ["ok", "ok"]);
     assert!(
-        outcomes
-            .lock()
-            .unwrap()
+        requests(&outcomes)
             .iter()
             .all(|o| o.endpoint == "epgbouquet")
     );
@@ -715,7 +796,7 @@ fn epg_service_collects_and_fills_in_the_ref() {
             genre: None,
         }]
     );
-    assert_eq!(outcomes.lock().unwrap()[0].endpoint, "epgservice");
+    assert_eq!(requests(&outcomes)[0].endpoint, "epgservice");
     let head = &server.requests()[0];
     assert!(
         target(head)
@@ -798,4 +879,501 @@ fn request_futures_can_run_on_a_multi_threaded_executor() {
     assert_send(&rx.epg_service("s", 0, 1));
     let clone = rx.clone();
     assert_eq!(clone.origin().authority(), "127.0.0.1:1");
+}
+
+/// A port nothing listens on.
+fn dead_base() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+fn breaker_cfg(threshold: u32, open_ms: u64) -> BreakerConfig {
+    BreakerConfig {
+        enabled: true,
+        failure_threshold: threshold,
+        open_timeout: Duration::from_millis(open_ms),
+    }
+}
+
+#[test]
+fn failed_attempts_retries_included_open_the_breaker() {
+    let (rx, outcomes, breaker) = build(
+        &dead_base(),
+        Setup {
+            retries: 3,
+            breaker: breaker_cfg(2, 30_000),
+            ..Setup::default()
+        },
+    );
+    // Two failed attempts open it; the second retry is refused without a backoff sleep
+    // after it.
+    let started = Instant::now();
+    let err = smol::block_on(rx.about()).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind(), "circuit_open", "{err}");
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .starts_with("GET /api/about: receiver circuit open, retry in "),
+        "{err}"
+    );
+    assert_eq!(results(&outcomes), ["connect", "connect", "circuit_open"]);
+    // 250 ms + 500 ms of backoff, not the 1 s that would follow a third failure.
+    assert!(took >= Duration::from_millis(750), "{took:?}");
+    assert!(took < Duration::from_millis(1700), "{took:?}");
+    assert_eq!(breaker.state(), BreakerState::Open);
+    // The next call fails at once, reported with zero seconds.
+    let started = Instant::now();
+    let err = smol::block_on(rx.bouquets()).unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(100));
+    assert_eq!(err.kind(), "circuit_open");
+    let last = requests(&outcomes).pop().unwrap();
+    assert_eq!(
+        last,
+        RequestOutcome {
+            endpoint: "bouquets",
+            result: "circuit_open",
+            seconds: 0.0
+        }
+    );
+}
+
+#[test]
+fn an_open_breaker_sends_nothing_then_one_probe_decides() {
+    // Four 500s (three to open it, one failed probe), then good answers.
+    let server = Server::start(|i, _, s| {
+        if i < 4 {
+            respond(
+                s,
+                "500 Internal Server Error",
+                &[("Content-Length", "0")],
+                b"",
+            );
+        } else {
+            json_ok(s, BOUQUETS);
+        }
+    });
+    let (rx, outcomes, breaker) = build(
+        &server.base(),
+        Setup {
+            breaker: breaker_cfg(3, 200),
+            ..Setup::default()
+        },
+    );
+    let call = || smol::block_on(rx.bouquets()).map_err(|e| e.kind());
+    for _ in 0..3 {
+        assert_eq!(call(), Err("http_5xx"));
+    }
+    assert_eq!(breaker.state(), BreakerState::Open);
+    for _ in 0..5 {
+        assert_eq!(call(), Err("circuit_open"));
+    }
+    assert_eq!(
+        server.requests().len(),
+        3,
+        "an open breaker let a request out"
+    );
+    // After the open timeout exactly one probe goes out; it fails and reopens.
+    thread::sleep(Duration::from_millis(250));
+    assert_eq!(call(), Err("http_5xx"));
+    assert_eq!(server.requests().len(), 4);
+    assert_eq!(breaker.state(), BreakerState::Open);
+    assert_eq!(call(), Err("circuit_open"));
+    assert_eq!(server.requests().len(), 4);
+    // The next probe gets a 2xx: closed again, requests flow.
+    thread::sleep(Duration::from_millis(250));
+    assert_eq!(call().map(|b| b.len()), Ok(2));
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    assert_eq!(call().map(|b| b.len()), Ok(2));
+    assert_eq!(server.requests().len(), 6);
+    let seen = results(&outcomes);
+    assert_eq!(seen.iter().filter(|r| **r == "circuit_open").count(), 6);
+    assert_eq!(seen.iter().filter(|r| **r == "http_5xx").count(), 4);
+}
+
+#[test]
+fn answers_of_any_kind_keep_the_breaker_closed() {
+    let server = Server::start(|i, head, s| {
+        if target(head).starts_with("/file") {
+            respond(s, "404 Not Found", &[("Content-Length", "0")], b"");
+            return;
+        }
+        match i % 3 {
+            0 => respond(
+                s,
+                "500 Internal Server Error",
+                &[("Content-Length", "0")],
+                b"",
+            ),
+            1 => respond(s, "404 Not Found", &[("Content-Length", "0")], b""),
+            _ => json_ok(s, "{\"bouquets\": [}"),
+        }
+    });
+    let (rx, outcomes, breaker) = build(
+        &server.base(),
+        Setup {
+            breaker: breaker_cfg(2, 30_000),
+            ..Setup::default()
+        },
+    );
+    // 500, 404, malformed, 500, 404, ...: a failure never follows another, so a
+    // threshold of 2 is never reached.
+    for _ in 0..9 {
+        assert!(smol::block_on(rx.bouquets()).is_err());
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+    assert_eq!(breaker.consecutive_failures(), 0);
+    // A box without a whitelist file answered: a success.
+    for _ in 0..3 {
+        assert_eq!(
+            smol::block_on(rx.stream_relay_whitelist()).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+    assert_eq!(breaker.state(), BreakerState::Closed);
+    assert_eq!(server.requests().len(), 12);
+    assert!(!results(&outcomes).contains(&"circuit_open"));
+}
+
+#[test]
+fn requests_are_paced_and_cache_hits_are_not() {
+    let server = Server::start(|_, _, s| json_ok(s, r#"{"events": []}"#));
+    let (rx, _, _) = build(
+        &server.base(),
+        Setup {
+            rate: 10,
+            burst: 2,
+            ..Setup::default()
+        },
+    );
+    let started = Instant::now();
+    for _ in 0..5 {
+        smol::block_on(rx.epg_service("s", 0, 60)).unwrap();
+    }
+    // Two at once, then one every 100 ms.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert_eq!(server.requests().len(), 5);
+
+    let server = Server::start(|_, _, s| json_ok(s, BOUQUETS));
+    let (rx, _, _) = build(
+        &server.base(),
+        Setup {
+            rate: 1,
+            burst: 1,
+            cache_ttl: Duration::from_secs(60),
+            ..Setup::default()
+        },
+    );
+    smol::block_on(rx.bouquets()).unwrap();
+    // The bucket is empty for a second now; hits must not wait for it.
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(smol::block_on(rx.bouquets()).unwrap().len(), 2);
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(200), "{took:?}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn bouquets_and_services_are_cached_for_the_ttl() {
+    let server = bouquet_server();
+    let bouquets = Server::start(|_, _, s| json_ok(s, BOUQUETS));
+    let (rx, outcomes, _) = build(
+        &bouquets.base(),
+        Setup {
+            cache_ttl: Duration::from_millis(400),
+            ..Setup::default()
+        },
+    );
+    let first = smol::block_on(rx.bouquets()).unwrap();
+    assert_eq!(smol::block_on(rx.bouquets()).unwrap(), first);
+    assert_eq!(bouquets.requests().len(), 1);
+    let request = requests(&outcomes)[0].clone();
+    assert_eq!(
+        *outcomes.lock().unwrap(),
+        [
+            Seen::Cache("bouquets", false),
+            Seen::Request(request),
+            Seen::Cache("bouquets", true),
+        ]
+    );
+    thread::sleep(Duration::from_millis(450));
+    smol::block_on(rx.bouquets()).unwrap();
+    assert_eq!(bouquets.requests().len(), 2, "an expired entry was served");
+
+    // Bouquet contents: the whole walk is served from the cache the second time.
+    let (rx, outcomes, _) = build(
+        &server.base(),
+        Setup {
+            cache_ttl: Duration::from_secs(60),
+            ..Setup::default()
+        },
+    );
+    let top = Bouquet {
+        sref: bouquet_ref("userbouquet.top.tv"),
+        name: "Top".into(),
+    };
+    let content = smol::block_on(rx.bouquet_content(&top)).unwrap();
+    assert_eq!(server.requests().len(), 3);
+    assert_eq!(smol::block_on(rx.bouquet_content(&top)).unwrap(), content);
+    assert_eq!(server.requests().len(), 3);
+    let hits: Vec<bool> = outcomes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Cache("services", hit) => Some(*hit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hits, [false, false, false, true, true, true]);
+    // A forced refresh asks again.
+    rx.clear_cache();
+    smol::block_on(rx.bouquet_content(&top)).unwrap();
+    assert_eq!(server.requests().len(), 6);
+}
+
+#[test]
+fn epg_is_never_cached() {
+    let server = Server::start(|_, _, s| json_ok(s, r#"{"events": []}"#));
+    let (rx, outcomes, _) = build(
+        &server.base(),
+        Setup {
+            cache_ttl: Duration::from_secs(60),
+            ..Setup::default()
+        },
+    );
+    for _ in 0..2 {
+        smol::block_on(rx.epg_service("s", 0, 60)).unwrap();
+        let _sink = smol::block_on(rx.epg_bouquet("b", 0, 60, |_| {})).unwrap();
+        smol::block_on(rx.about()).unwrap();
+    }
+    assert_eq!(server.requests().len(), 6);
+    assert!(
+        outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|s| matches!(s, Seen::Request(_)))
+    );
+}
+
+#[test]
+fn only_successful_answers_are_cached() {
+    let server = Server::start(|i, _, s| match i {
+        0 => json_ok(s, "{\"bouquets\": [}"),
+        1 => respond(s, "404 Not Found", &[("Content-Length", "0")], b""),
+        _ => json_ok(s, BOUQUETS),
+    });
+    let (rx, _, _) = build(
+        &server.base(),
+        Setup {
+            cache_ttl: Duration::from_secs(60),
+            ..Setup::default()
+        },
+    );
+    assert_eq!(
+        smol::block_on(rx.bouquets()).unwrap_err().kind(),
+        "malformed"
+    );
+    assert_eq!(
+        smol::block_on(rx.bouquets()).unwrap_err().kind(),
+        "http_4xx"
+    );
+    assert_eq!(smol::block_on(rx.bouquets()).unwrap().len(), 2);
+    assert_eq!(smol::block_on(rx.bouquets()).unwrap().len(), 2);
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[test]
+fn an_answer_fetched_across_a_clear_is_not_cached() {
+    let server = Server::start(|i, _, s| {
+        if i == 0 {
+            thread::sleep(Duration::from_millis(300));
+        }
+        json_ok(s, BOUQUETS);
+    });
+    let (rx, _, _) = build(
+        &server.base(),
+        Setup {
+            cache_ttl: Duration::from_secs(60),
+            ..Setup::default()
+        },
+    );
+    let clearing = async {
+        async_io::Timer::after(Duration::from_millis(100)).await;
+        rx.clear_cache();
+    };
+    let (fetched, ()) = smol::block_on(smol::future::zip(rx.bouquets(), clearing));
+    assert_eq!(fetched.unwrap().len(), 2);
+    smol::block_on(rx.bouquets()).unwrap();
+    assert_eq!(server.requests().len(), 2, "a pre-clear answer was cached");
+    smol::block_on(rx.bouquets()).unwrap();
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn the_cache_bound_holds() {
+    let server = Server::start(|_, _, s| {
+        json_ok(s, &services_json(&[("1:0:19:A:1:1:C00000:0:0:0:", "A")]));
+    });
+    let (rx, outcomes, _) = build(
+        &server.base(),
+        Setup {
+            cache_ttl: Duration::from_secs(60),
+            ..Setup::default()
+        },
+    );
+    let refs: Vec<String> = (0..=MAX_CACHED)
+        .map(|i| bouquet_ref(&format!("b{i}.tv")))
+        .collect();
+    for r in &refs {
+        smol::block_on(rx.entries(r)).unwrap();
+    }
+    assert_eq!(rx.inner.services.len(), MAX_CACHED);
+    assert_eq!(server.requests().len(), MAX_CACHED + 1);
+    // The oldest made room; the newest is still there.
+    smol::block_on(rx.entries(&refs[MAX_CACHED])).unwrap();
+    assert_eq!(server.requests().len(), MAX_CACHED + 1);
+    smol::block_on(rx.entries(&refs[0])).unwrap();
+    assert_eq!(server.requests().len(), MAX_CACHED + 2);
+    assert_eq!(rx.inner.services.len(), MAX_CACHED);
+    let last: Vec<Seen> = outcomes
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .take(3)
+        .cloned()
+        .collect();
+    assert!(matches!(last[0], Seen::Request(_)));
+    assert_eq!(last[1], Seen::Cache("services", false));
+    assert_eq!(last[2], Seen::Cache("services", true));
+}
+
+/// The receiver JSON decoders fed random bytes and random JSON-shaped text: they return
+/// Ok or Err, never panic, and what they return keeps their documented promises.
+mod json_fuzz {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::super::json;
+
+    /// Field names the decoders look for, plus noise.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                "bouquets", "services", "events", "servicereference", "servicename",
+                "sref", "sname", "title", "begin_timestamp", "duration_sec", "shortdesc",
+                "longdesc", "genre", "genreid", "id", "info", "model", "boxtype", "tuners",
+                "result", "pos", "program",
+            ])
+            .prop_map(str::to_owned),
+            1 => "[a-z_]{0,8}",
+        ]
+    }
+
+    /// Text with the things OpenWebIF sends: entities, Enigma2 control characters,
+    /// escapes, refs.
+    fn text() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 :&#;x.\"\\\\\\x{86}\\x{87}\\x{8a}\\x{0}\\x{1f}\\x{e9}\\x{1f600}]{0,24}"
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            text().prop_map(Value::String),
+            "-?[0-9]{1,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..6).prop_map(Value::Array),
+                vec((key(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn object(fields: Vec<(String, Value)>) -> Value {
+        Value::Object(fields.into_iter().collect::<Map<_, _>>())
+    }
+
+    /// Documents shaped like real answers, with random leaves, as text; sometimes cut
+    /// short or with a byte flipped.
+    fn document() -> impl Strategy<Value = Vec<u8>> {
+        let shaped = prop_oneof![
+            vec(vec(value(), 0..3).prop_map(Value::Array), 0..6)
+                .prop_map(|b| object(vec![("bouquets".into(), Value::Array(b))])),
+            vec(vec((key(), value()), 0..5).prop_map(object), 0..6)
+                .prop_map(|s| object(vec![("services".into(), Value::Array(s))])),
+            vec(vec((key(), value()), 0..8).prop_map(object), 0..6)
+                .prop_map(|e| object(vec![("events".into(), Value::Array(e))])),
+            value(),
+        ];
+        (shaped, any::<prop::sample::Index>(), 0u8..4, any::<u8>()).prop_map(
+            |(doc, at, how, byte)| {
+                let mut bytes = serde_json::to_vec(&doc).unwrap_or_default();
+                if bytes.is_empty() {
+                    return bytes;
+                }
+                let at = at.index(bytes.len());
+                match how {
+                    0 => bytes.truncate(at),
+                    1 => {
+                        if let Some(b) = bytes.get_mut(at) {
+                            *b = byte;
+                        }
+                    }
+                    _ => {}
+                }
+                bytes
+            },
+        )
+    }
+
+    fn decode_all(input: &[u8]) -> Result<(), TestCaseError> {
+        if let Ok(bouquets) = json::parse_bouquets(input) {
+            for b in bouquets {
+                prop_assert!(!b.sref.is_empty() && !b.name.is_empty());
+            }
+        }
+        if let Ok(entries) = json::parse_services(input) {
+            for e in entries {
+                prop_assert!(!e.sref.is_empty());
+            }
+        }
+        let _ = json::parse_about(input);
+        for default in [None, Some("1:0:1:1:1:1:C00000:0:0:0:")] {
+            let mut events = Vec::new();
+            if let Ok(count) = json::stream_events(input, default, &mut |e| events.push(e)) {
+                prop_assert_eq!(count, events.len() as u64);
+            }
+            for e in &events {
+                prop_assert!(!e.title.is_empty());
+                prop_assert!(e.duration > 0);
+                prop_assert!(!e.sref.is_empty());
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(input in vec(any::<u8>(), 0..512)) {
+            decode_all(&input)?;
+        }
+
+        #[test]
+        fn json_shaped_text_never_panics(input in document()) {
+            decode_all(&input)?;
+        }
+    }
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::limit::{Breaker, BreakerConfig, Transition};
-use crate::metrics::{Metrics, NameLabel, PortLabel};
+use crate::limit::{Breaker, BreakerConfig};
+use crate::metrics::{Metrics, PortLabel};
 use crate::receiver::Error as ReceiverError;
 use crate::receiver::http_client::{self, BodyReader, Origin};
 
@@ -104,30 +104,14 @@ impl Ports {
         breaker: BreakerConfig,
         metrics: &Arc<Metrics>,
     ) -> Ports {
-        let make = |name: &str| {
-            let m = Arc::clone(metrics);
-            let label = NameLabel {
-                name: name.to_string(),
-            };
-            m.breaker_state.get_or_create(&label).set(0);
-            Breaker::new(name, breaker).with_observer(Arc::new(move |t: &Transition<'_>| {
-                let label = NameLabel {
-                    name: t.name.to_string(),
-                };
-                m.breaker_state
-                    .get_or_create(&label)
-                    .set(t.to.gauge_value());
-                m.breaker_transitions.get_or_create(&label).inc();
-            }))
-        };
         Ports {
             direct: base.with_port(direct_port),
             relay: base.with_port(relay_port),
             authorization,
             timeout,
             smart,
-            direct_breaker: make("stream_direct"),
-            relay_breaker: make("stream_relay"),
+            direct_breaker: metrics.observed_breaker("stream_direct", breaker),
+            relay_breaker: metrics.observed_breaker("stream_relay", breaker),
             learned: Mutex::new(HashMap::new()),
         }
     }

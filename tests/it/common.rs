@@ -338,7 +338,7 @@ impl Daemon {
         env: &[(&str, &str)],
         ulimit_n: Option<u32>,
     ) -> Daemon {
-        let mut cmd = match ulimit_n {
+        let cmd = match ulimit_n {
             Some(n) => {
                 let mut c = Command::new("sh");
                 c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" serve"), BIN]);

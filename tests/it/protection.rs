@@ -207,7 +207,10 @@ fn spoofed_addresses_through_a_trusted_proxy_keep_memory_bounded() {
         "/api/v1/status",
         &[("X-Forwarded-For", "192.0.2.100")],
     );
-    assert_eq!(r.status, 429, "spoofing from an untrusted peer must not help");
+    assert_eq!(
+        r.status, 429,
+        "spoofing from an untrusted peer must not help"
+    );
 }
 
 const STREAM_TOKEN: &str = "tv-secret-0123456789";
@@ -248,13 +251,25 @@ fn tokens_guard_every_protected_route() {
         );
     }
     // The playlist's links carry the token, since IPTV apps cannot add it.
-    let playlist = http(daemon.addr, "GET", &with("/playlist.m3u", STREAM_TOKEN), &[]).text();
-    let links: Vec<&str> = playlist.lines().filter(|l| l.contains("/stream/")).collect();
+    let playlist = http(
+        daemon.addr,
+        "GET",
+        &with("/playlist.m3u", STREAM_TOKEN),
+        &[],
+    )
+    .text();
+    let links: Vec<&str> = playlist
+        .lines()
+        .filter(|l| l.contains("/stream/"))
+        .collect();
     assert!(!links.is_empty(), "{playlist}");
     for link in &links {
         assert!(link.ends_with(&format!("?token={STREAM_TOKEN}")), "{link}");
     }
-    assert!(playlist.contains(&format!(".png?token={STREAM_TOKEN}")), "logos");
+    assert!(
+        playlist.contains(&format!(".png?token={STREAM_TOKEN}")),
+        "logos"
+    );
 
     // The API's write endpoints: header tokens only.
     for path in ["/api/v1/refresh", "/api/v1/config/reload"] {
@@ -266,7 +281,10 @@ fn tokens_guard_every_protected_route() {
         assert_eq!(wrong.status, 403, "{path}");
         assert_eq!(code(&wrong), "E003");
         let query = http(daemon.addr, "POST", &with(path, TOKEN), &[]);
-        assert_eq!(query.status, 401, "{path}: the API token never comes in the URL");
+        assert_eq!(
+            query.status, 401,
+            "{path}: the API token never comes in the URL"
+        );
         let bearer = format!("Bearer {TOKEN}");
         let right = http(daemon.addr, "POST", path, &[("Authorization", &bearer)]);
         assert!(
@@ -326,7 +344,10 @@ fn token_checks_take_the_same_time_however_much_of_a_guess_matches() {
     let daemon = Daemon::start(
         &sim,
         data.path(),
-        &[("XG2G_STREAM_TOKEN", &secret), ("XG2G_INITIAL_REFRESH", "false")],
+        &[
+            ("XG2G_STREAM_TOKEN", &secret),
+            ("XG2G_INITIAL_REFRESH", "false"),
+        ],
     );
     let first_wrong = format!("/xmltv.xml?token=x{}", "k".repeat(63));
     let last_wrong = format!("/xmltv.xml?token={}x", "k".repeat(63));
