@@ -105,9 +105,15 @@ fn a_burst_from_one_client_is_limited_while_others_are_served() {
     let limited =
         daemon.metric("xg2g_http_rate_limited_total{class=\"api\",scope=\"client\"}") as u64;
     assert_eq!(limited, 200 - ok);
-    // One audit line per episode, not per refusal.
+    // One audit line per episode (a run of refusals ended by an admitted request),
+    // not one per refusal.
     let lines = audit_lines(&daemon, "ratelimit.exceeded");
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        !lines.is_empty() && lines.len() as u64 <= ok - 19,
+        "{} audit lines for {} refusals and {ok} admissions",
+        lines.len(),
+        200 - ok
+    );
     assert!(lines[0].contains("\"actor\":\"127.0.0.2\""), "{}", lines[0]);
 }
 
@@ -406,7 +412,7 @@ fn receiver_breaker_opens_fails_fast_and_closes_again() {
         let answer = daemon.refresh();
         assert_eq!(answer["result"], "error");
         let error = answer["error"].as_str().unwrap_or_default();
-        assert!(error.contains("circuit breaker open"), "{error}");
+        assert!(error.contains("circuit open"), "{error}");
         assert!(t0.elapsed() < Duration::from_millis(500), "not fast");
     }
     assert_eq!(
