@@ -61,7 +61,7 @@ impl AuditKind {
 pub enum Actor {
     /// An HTTP client (after trusted-proxy resolution).
     Client(IpAddr),
-    /// The daemon: `schedule`, `signal`, `file-watch`, `startup`.
+    /// The daemon: `refresher`, `signal`, `file-watch`.
     System(&'static str),
 }
 

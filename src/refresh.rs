@@ -18,6 +18,7 @@ use smol::Executor;
 use smol::channel::{Receiver as ChannelRx, Sender, TrySendError};
 use smol::future::FutureExt;
 
+use crate::audit::{self, AuditKind};
 use crate::config::{EpgSource, LiveSettings, Settings};
 use crate::guide::{ChannelEntry, GuideWriter};
 use crate::http::percent_encode;
@@ -244,8 +245,25 @@ impl Refresher {
             st.last_attempt = Some(unix_now());
         }
         log::info!("event=refresh_start");
+        audit_refresh(AuditKind::RefreshStart, "ok", serde_json::Value::Null);
         let result = self.refresh().await;
         let seconds = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(summary) => audit_refresh(
+                AuditKind::RefreshSuccess,
+                "ok",
+                serde_json::json!({
+                    "channels": summary.channels,
+                    "programmes": summary.programmes,
+                    "seconds": seconds,
+                }),
+            ),
+            Err(e) => audit_refresh(
+                AuditKind::RefreshError,
+                "error",
+                serde_json::json!({ "error": e.to_string(), "seconds": seconds }),
+            ),
+        }
         self.metrics.refresh_duration.observe(seconds);
         let mut st = self.lock_status();
         st.running = false;
@@ -555,6 +573,18 @@ async fn epg_by_bouquet(
             .await?;
     }
     Ok(())
+}
+
+/// One refresh audit line; refreshes are the refresher's own doing (schedule or trigger).
+fn audit_refresh(kind: AuditKind, result: &str, details: serde_json::Value) {
+    audit::record(&audit::AuditEvent {
+        kind,
+        actor: audit::Actor::System("refresher"),
+        resource: "refresh",
+        result,
+        request_id: None,
+        details,
+    });
 }
 
 /// Base URLs of the playlist's stream and logo links, without a trailing slash.
