@@ -21,7 +21,7 @@ fi
 echo "== format and lint"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-shellcheck scripts/*.sh cross/*.sh .ci/run
+shellcheck scripts/*.sh cross/*.sh benches/*.sh .ci/run
 
 echo "== tests"
 cargo test --locked

@@ -402,15 +402,15 @@ impl Daemon {
         http(self.addr, "GET", path, &[])
     }
 
+    /// POSTs to an API write endpoint with the API token.
+    pub fn post_api(&self, path: &str) -> HttpResponse {
+        let auth = format!("Bearer {TOKEN}");
+        http(self.addr, "POST", path, &[("Authorization", &auth)])
+    }
+
     /// Runs a refresh and waits for it; returns the JSON answer.
     pub fn refresh(&self) -> serde_json::Value {
-        let auth = format!("Bearer {TOKEN}");
-        let r = http(
-            self.addr,
-            "POST",
-            "/api/v1/refresh?wait=true",
-            &[("Authorization", &auth)],
-        );
+        let r = self.post_api("/api/v1/refresh?wait=true");
         assert_eq!(r.status, 200, "refresh: {}", r.text());
         serde_json::from_slice(&r.body).expect("refresh json")
     }

@@ -493,13 +493,7 @@ fn reload_applies_valid_settings_keeps_streams_and_refuses_invalid_ones() {
         &config,
         "epg_days = 1\nratelimit_api_burst = 3\nhttp_max_connections = 100\n",
     );
-    let bearer = format!("Bearer {TOKEN}");
-    let r = http(
-        daemon.addr,
-        "POST",
-        "/api/v1/config/reload",
-        &[("Authorization", &bearer)],
-    );
+    let r = daemon.post_api("/api/v1/config/reload");
     assert_eq!(r.status, 200, "{}", r.text());
     let report = r.json();
     assert_eq!(report["status"], "applied");
@@ -516,12 +510,7 @@ fn reload_applies_valid_settings_keeps_streams_and_refuses_invalid_ones() {
 
     // An invalid file is refused with the key and value, and changes nothing.
     write_config(&config, "epg_days = 99\nratelimit_api_burst = 7\n");
-    let r = http(
-        daemon.addr,
-        "POST",
-        "/api/v1/config/reload",
-        &[("Authorization", &bearer)],
-    );
+    let r = daemon.post_api("/api/v1/config/reload");
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(code(&r), "E022");
     let detail = r.json()["detail"].as_str().unwrap_or_default().to_string();
