@@ -134,11 +134,10 @@ fn apply(app: &App, mut new: Settings) -> ReloadReport {
     }
     let new = Arc::new(new);
     app.settings.replace(new.clone());
-    if live.iter().any(|k| k.env.starts_with("XG2G_RATELIMIT_")) {
-        app.limiter
-            .replace(Arc::new(RateLimiter::new(RateLimitConfig::from_settings(
-                &new,
-            ))));
+    // A new limiter starts with full buckets: only when its configuration changed.
+    let limits = RateLimitConfig::from_settings(&new);
+    if *app.limiter.get().config() != limits {
+        app.limiter.replace(Arc::new(RateLimiter::new(limits)));
     }
     app.refresher.reconfigure(&new);
     app.streams.reconfigure(&new);

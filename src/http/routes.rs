@@ -217,14 +217,10 @@ impl Router {
                 }
             }
         }
-        if let Some(refused) = self.check_token(req, ctx, &route) {
-            let resp = match &limit_headers {
-                Some(d) => with_limit_headers(refused, d),
-                None => refused,
-            };
-            return (route.name, resp);
-        }
-        let resp = self.serve(route.name, req, ctx).await;
+        let resp = match self.check_token(req, ctx, &route) {
+            Some(refused) => refused,
+            None => self.serve(route.name, req, ctx).await,
+        };
         let resp = match &limit_headers {
             Some(d) => with_limit_headers(resp, d),
             None => resp,
