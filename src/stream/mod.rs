@@ -339,7 +339,7 @@ impl StreamService {
             })
             .collect();
         json!({
-            "limit": inner.tuner_limit(),
+            "limit": inner.limit_of(&tuning),
             "limit_source": match (tuning.max_streams, inner.lineup.get().tuners) {
                 (Some(_), _) => "XG2G_MAX_STREAMS",
                 (None, Some(_)) => "receiver",
@@ -367,7 +367,12 @@ impl Inner {
     }
 
     fn tuner_limit(&self) -> usize {
-        self.tuning.get().max_streams.unwrap_or_else(|| {
+        self.limit_of(&self.tuning.get())
+    }
+
+    /// The tuner limit under `tuning`: the setting, else the receiver's tuner count.
+    fn limit_of(&self, tuning: &Tuning) -> usize {
+        tuning.max_streams.unwrap_or_else(|| {
             self.lineup
                 .get()
                 .tuners
@@ -401,7 +406,9 @@ impl Inner {
                 return Ok((Arc::clone(hub), abort));
             }
         }
-        let limit = self.tuner_limit();
+        // One tuning snapshot for the whole attach: limit, buffer and ports agree.
+        let tuning = self.tuning.get();
+        let limit = self.limit_of(&tuning);
         let active = self.active_count(&hubs);
         if active >= limit {
             self.metrics.count_open_failure("tuner_limit");
@@ -435,25 +442,24 @@ impl Inner {
             channel.key.clone(),
             channel.sref.clone(),
             channel.relay,
-            self.tuning.get().client_buffer,
+            tuning.client_buffer,
         );
         let Some((abort, _)) = hub.attach(id) else {
             return Err(StreamError::ShuttingDown);
         };
         hubs.insert(channel.key.clone(), Arc::clone(&hub));
         drop(hubs);
-        self.start(Arc::clone(&hub));
+        self.start(Arc::clone(&hub), Arc::clone(&tuning.ports));
         Ok((hub, abort))
     }
 
     /// Runs the hub's upstream on the executor and removes it from the registry after.
-    fn start(&self, hub: Arc<Hub>) {
+    fn start(&self, hub: Arc<Hub>, ports: Arc<Ports>) {
         let Some(me) = self.me.upgrade() else {
             return;
         };
         self.metrics.stream_upstreams.inc();
         log::info!("event=stream_upstream_open ref=\"{}\"", hub.sref);
-        let ports = Arc::clone(&self.tuning.get().ports);
         self.ex
             .spawn(async move {
                 let open = ports.open(&hub.key, &hub.sref, hub.relay, &me.metrics);
