@@ -314,16 +314,26 @@ async fn start_daemon(
         .map_err(|e| anyhow::anyhow!("setting up the stream proxy: {e}"))?;
     let picon_config = PiconConfig::from_settings(settings);
     let picon_metrics = metrics.clone();
+    // Picons from the receiver share its pacing and breaker with the OpenWebIF calls.
+    let picon_gate = picon_config
+        .from_receiver
+        .then(|| refresher.receiver_gate().clone());
     // Without a cache the playlist points logos straight at XG2G_PICON_BASE.
     let picons = match smol::unblock(move || PiconCache::new(picon_config)).await {
-        Ok(cache) => Some(Arc::new(cache.with_observer(Arc::new(move |result| {
-            picon_metrics
-                .picon_requests
-                .get_or_create(&ResultLabel {
-                    result: result.to_string(),
-                })
-                .inc();
-        })))),
+        Ok(cache) => {
+            let cache = cache.with_observer(Arc::new(move |result| {
+                picon_metrics
+                    .picon_requests
+                    .get_or_create(&ResultLabel {
+                        result: result.to_string(),
+                    })
+                    .inc();
+            }));
+            Some(Arc::new(match picon_gate {
+                Some(gate) => cache.with_gate(gate),
+                None => cache,
+            }))
+        }
         Err(e) => {
             log::warn!("event=picon_cache_off error=\"{e}\"");
             None

@@ -25,7 +25,7 @@ use crate::http::percent_encode;
 use crate::limit::{Breaker, BreakerConfig};
 use crate::lineup::{Lineup, LineupChannel, LineupStore};
 use crate::metrics::{Metrics, ReceiverLabels, ResultLabel};
-use crate::receiver::{self, Bouquet, Channel, Event, Observation, Receiver, ReceiverConfig};
+use crate::receiver::{self, Bouquet, Channel, Event, Gate, Observation, Receiver, ReceiverConfig};
 
 /// Why a refresh failed (the old files are still being served).
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,7 @@ pub struct Refresher {
     /// The client and what it was built from; rebuilt when a reload changes that.
     client: Mutex<(ReceiverConfig, Receiver)>,
     observe: receiver::Observer,
-    receiver_breaker: Arc<Breaker>,
+    gate: Arc<Gate>,
     lineup: Arc<LineupStore>,
     metrics: Arc<Metrics>,
     ex: Arc<Executor<'static>>,
@@ -140,16 +140,17 @@ impl Refresher {
         });
         let current = settings.get();
         // Owned here, outside the client, so it survives a client rebuilt on reload.
-        let receiver_breaker =
+        let breaker =
             Arc::new(metrics.observed_breaker("receiver", BreakerConfig::from_settings(&current)));
         let config = ReceiverConfig::from_settings(&current);
-        let receiver = Receiver::new(config.clone(), observe.clone(), receiver_breaker.clone())?;
+        let gate = Arc::new(Gate::new(breaker, config.max_requests_per_second));
+        let receiver = Receiver::new(config.clone(), observe.clone(), gate.clone())?;
         let (trigger_tx, trigger_rx) = smol::channel::bounded(1);
         Ok(Arc::new(Refresher {
             settings,
             client: Mutex::new((config, receiver)),
             observe,
-            receiver_breaker,
+            gate,
             lineup,
             metrics,
             ex,
@@ -168,19 +169,16 @@ impl Refresher {
     }
 
     /// Takes over reloaded settings: a new receiver client (with an empty cache) when
-    /// its settings changed; the breaker and a running refresh are left alone. The
-    /// next refresh reads everything else from the settings store.
+    /// its settings changed, the gate's new rate; the breaker and a running refresh are
+    /// left alone. The next refresh reads everything else from the settings store.
     pub fn reconfigure(&self, settings: &Settings) {
         let config = ReceiverConfig::from_settings(settings);
+        self.gate.set_rate(config.max_requests_per_second);
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if client.0 == config {
             return;
         }
-        match Receiver::new(
-            config.clone(),
-            self.observe.clone(),
-            self.receiver_breaker.clone(),
-        ) {
+        match Receiver::new(config.clone(), self.observe.clone(), self.gate.clone()) {
             Ok(receiver) => *client = (config, receiver),
             Err(e) => log::error!("event=receiver_reconfigure_failed error=\"{e}\""),
         }
@@ -202,7 +200,12 @@ impl Refresher {
 
     /// The circuit breaker every receiver request goes through (for the status page).
     pub fn receiver_breaker(&self) -> &Arc<Breaker> {
-        &self.receiver_breaker
+        self.gate.breaker()
+    }
+
+    /// The pacing and breaker every request to the receiver passes (picon fetches).
+    pub fn receiver_gate(&self) -> &Arc<Gate> {
+        &self.gate
     }
 
     /// A snapshot of the status.

@@ -7,8 +7,12 @@
 //! answer is kept only when it is a PNG of at most [`MAX_PICON_BYTES`], written
 //! atomically; a 404 (or a non-PNG answer) is remembered for [`NEGATIVE_TTL`] in a map
 //! of at most [`NEGATIVE_MAX`] names; the folder holds at most `max_bytes` of picons, the
-//! least recently used going first. All file I/O of a request runs on the blocking pool
-//! (`smol::unblock`); only [`PiconCache::new`] does blocking I/O, once at start.
+//! least recently used going first. When the picons come from the receiver itself, every
+//! fetch passes the receiver's [`Gate`] (the pacing and circuit breaker its OpenWebIF
+//! calls pass): connect errors, timeouts and 5xx count as failures, an open breaker
+//! fails the fetch (502) without sending anything. All file I/O of a request runs on the
+//! blocking pool (`smol::unblock`); only [`PiconCache::new`] does blocking I/O, once at
+//! start.
 
 mod name;
 
@@ -30,6 +34,7 @@ use smol::lock::Semaphore;
 
 use crate::http::routes::serve_file;
 use crate::http::{ErrorCode, Request, Response};
+use crate::receiver::Gate;
 use crate::receiver::http_client::{self, Framing, Origin};
 
 /// Largest picon accepted from the receiver, in bytes (before and after gzip); a larger
@@ -131,6 +136,17 @@ impl Error {
     fn is_missing(&self) -> bool {
         matches!(self, Error::Missing { .. } | Error::NotPng { .. })
     }
+
+    /// True when the receiver did not answer usefully (connect error, timeout, 5xx): what
+    /// the receiver's circuit breaker counts, as it does for OpenWebIF calls.
+    fn is_receiver_failure(&self) -> bool {
+        match self {
+            Error::Fetch { cause, .. } => cause.is_transient(),
+            Error::Deadline { .. } => true,
+            Error::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
 }
 
 /// Where picons come from and how much disk they may use. Its `Debug` output never
@@ -147,6 +163,9 @@ pub struct PiconConfig {
     pub authorization: Option<String>,
     /// Bound on connecting and on every wait for bytes of a fetch.
     pub timeout: Duration,
+    /// The base is the receiver itself (the default base, or `picon_base` on the
+    /// receiver's host and port): fetches then pass the receiver's gate.
+    pub from_receiver: bool,
 }
 
 impl std::fmt::Debug for PiconConfig {
@@ -157,6 +176,7 @@ impl std::fmt::Debug for PiconConfig {
             .field("base", &self.base)
             .field("auth", &self.authorization.is_some())
             .field("timeout", &self.timeout)
+            .field("from_receiver", &self.from_receiver)
             .finish()
     }
 }
@@ -177,19 +197,21 @@ impl PiconConfig {
             .owi_user
             .as_deref()
             .map(|user| http_client::basic_auth(user, s.owi_pass.as_deref().unwrap_or_default()));
-        let (base, authorization) = match s.picon_base.as_deref() {
+        let (base, authorization, from_receiver) = match s.picon_base.as_deref() {
             None => (
                 format!("{}/picon", s.owi_base.trim_end_matches('/')),
                 receiver_auth,
+                true,
             ),
             Some(configured) => {
                 let (base, userinfo) = split_userinfo(configured.trim_end_matches('/'));
+                let from_receiver = same_authority(&base, &s.owi_base);
                 let authorization = match userinfo {
                     Some((user, pass)) => Some(http_client::basic_auth(&user, &pass)),
-                    None if same_authority(&base, &s.owi_base) => receiver_auth,
+                    None if from_receiver => receiver_auth,
                     None => None,
                 };
-                (base, authorization)
+                (base, authorization, from_receiver)
             }
         };
         PiconConfig {
@@ -198,6 +220,7 @@ impl PiconConfig {
             base,
             authorization,
             timeout: s.owi_timeout,
+            from_receiver,
         }
     }
 }
@@ -266,6 +289,8 @@ pub struct PiconCache {
     not_found: AtomicU64,
     /// Told every counted outcome (`hit`, `miss`, `error`, `not_found`): the metrics hook.
     observe: Option<Observer>,
+    /// The receiver's pacing and breaker, when the picons come from the receiver.
+    gate: Option<Arc<Gate>>,
 }
 
 /// Receives the outcome labels the cache counts.
@@ -525,6 +550,7 @@ impl PiconCache {
             fetch_errors: AtomicU64::new(0),
             not_found: AtomicU64::new(0),
             observe: None,
+            gate: None,
         })
     }
 
@@ -677,6 +703,13 @@ impl PiconCache {
         self
     }
 
+    /// Sends every fetch through `gate` (the receiver's pacing and circuit breaker):
+    /// for picons served by the receiver itself, see [`PiconConfig::from_receiver`].
+    pub fn with_gate(mut self, gate: Arc<Gate>) -> PiconCache {
+        self.gate = Some(gate);
+        self
+    }
+
     fn not_found(&self) -> Response {
         self.count(&self.not_found, "not_found");
         ErrorCode::PiconNotFound
@@ -746,9 +779,25 @@ impl PiconCache {
         }
     }
 
-    /// GETs `<base>/<name>.png` within the fetch deadline; the body (at most `max_picon`
-    /// bytes, still gzip-coded when the flag says so) or why there is none.
+    /// GETs `<base>/<name>.png` within the fetch deadline, through the receiver's gate
+    /// when the picons come from the receiver; the body (at most `max_picon` bytes,
+    /// still gzip-coded when the flag says so) or why there is none.
     async fn fetch(&self, name: &str) -> Result<(Vec<u8>, bool), Error> {
+        let permit = match &self.gate {
+            None => None,
+            Some(gate) => match gate.enter().await {
+                Ok(permit) => Some(permit),
+                Err(rejected) => {
+                    return Err(Error::Fetch {
+                        name: name.to_owned(),
+                        cause: crate::receiver::Error::CircuitOpen {
+                            req: format!("GET {}/{name}.png", self.origin.prefix()),
+                            retry_after: rejected.retry_after,
+                        },
+                    });
+                }
+            },
+        };
         let after = self.timeout.saturating_mul(FETCH_DEADLINE_FACTOR);
         let deadline = async {
             Timer::after(after).await;
@@ -757,7 +806,15 @@ impl PiconCache {
                 after,
             })
         };
-        self.fetch_body(name).or(deadline).await
+        let result = self.fetch_body(name).or(deadline).await;
+        if let Some(permit) = permit {
+            match &result {
+                Err(e) if e.is_receiver_failure() => permit.failure(),
+                // The box answered, even if with a 404 or something that is no PNG.
+                _ => permit.success(),
+            }
+        }
+        result
     }
 
     async fn fetch_body(&self, name: &str) -> Result<(Vec<u8>, bool), Error> {

@@ -123,6 +123,7 @@ impl World {
             base: format!("http://{}/picon", self.addr),
             authorization: None,
             timeout: Duration::from_secs(2),
+            from_receiver: true,
         }
     }
 
@@ -426,6 +427,65 @@ fn an_unreachable_receiver_is_502() {
     assert_eq!(cache.stats().fetch_errors, 1);
 }
 
+/// A gate like the refresher's: `rate` fetches per second (burst 1) and a breaker that
+/// opens after `threshold` failures for a minute.
+fn gate(rate: u32, threshold: u32) -> Arc<Gate> {
+    let breaker = Arc::new(crate::limit::Breaker::new(
+        "receiver",
+        crate::limit::BreakerConfig {
+            enabled: true,
+            failure_threshold: threshold,
+            open_timeout: Duration::from_secs(60),
+        },
+    ));
+    let rate = std::num::NonZeroU32::new(rate).unwrap();
+    Arc::new(Gate::with_burst(breaker, rate, std::num::NonZeroU32::MIN))
+}
+
+#[test]
+fn receiver_failures_open_the_shared_breaker_which_then_stops_fetches() {
+    let w = World::new("breaker");
+    let gate = gate(1000, 2);
+    let cache = PiconCache::new(w.config(1 << 20))
+        .unwrap()
+        .with_gate(gate.clone());
+    let names = w.names(4);
+    let tail = |i: usize| format!("{}.png", names[i]);
+    // A 404 is an answer: the box is alive.
+    w.set_mode(Mode::Html);
+    assert_eq!(w.run(cache.respond(&get(&tail(0)), &tail(0))).status, 404);
+    assert_eq!(gate.breaker().consecutive_failures(), 0);
+    w.rx.sim.set_fault(Fault::Http500);
+    w.set_mode(Mode::Sim);
+    for i in 1..3 {
+        assert_eq!(w.run(cache.respond(&get(&tail(i)), &tail(i))).status, 502);
+    }
+    assert_eq!(gate.breaker().state(), crate::limit::BreakerState::Open);
+    // Open: nothing more reaches the receiver, even once it is healthy again.
+    w.rx.sim.set_fault(Fault::None);
+    let before = w.fetches();
+    let resp = w.run(cache.respond(&get(&tail(3)), &tail(3)));
+    assert_eq!(resp.status, 502);
+    assert_eq!(error_code(resp), "E021");
+    assert_eq!(w.fetches(), before);
+}
+
+#[test]
+fn fetches_are_paced_by_the_receiver_gate() {
+    let w = World::new("paced");
+    let cache = Arc::new(
+        PiconCache::new(w.config(1 << 20))
+            .unwrap()
+            .with_gate(gate(20, 100)),
+    );
+    let tails: Vec<String> = w.names(5).iter().map(|n| format!("{n}.png")).collect();
+    let started = Instant::now();
+    assert_eq!(w.get_all(&cache, &tails), vec![200; 5]);
+    // One from the burst, four more at 50 ms each.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(190), "{took:?}");
+}
+
 #[test]
 fn bad_names_are_400_without_a_fetch() {
     let w = World::new("bad");
@@ -588,6 +648,7 @@ fn config_from_settings_sends_receiver_credentials_only_to_the_receiver() {
     let c = PiconConfig::from_settings(&load(&creds));
     assert_eq!(c.base, "http://box:81/picon");
     assert_eq!(c.authorization, receiver_auth);
+    assert!(c.from_receiver);
     assert_eq!(c.dir, PathBuf::from("/var/lib/xg2g/picons"));
     assert_eq!(c.max_bytes, 16 << 20);
 
@@ -596,11 +657,13 @@ fn config_from_settings_sends_receiver_credentials_only_to_the_receiver() {
     let c = PiconConfig::from_settings(&load(&same));
     assert_eq!(c.base, "http://BOX:81/logos");
     assert_eq!(c.authorization, receiver_auth);
+    assert!(c.from_receiver);
 
     let mut other = creds.to_vec();
     other.push(("XG2G_PICON_BASE", "http://logos.lan/picon"));
     let c = PiconConfig::from_settings(&load(&other));
     assert_eq!(c.authorization, None);
+    assert!(!c.from_receiver);
 
     let mut own = creds.to_vec();
     own.push(("XG2G_PICON_BASE", "http://me:p%40ss+1@logos.lan/picon"));

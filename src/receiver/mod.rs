@@ -11,8 +11,8 @@
 //! All text comes out cleaned (see `text.rs`).
 //!
 //! Protecting the receiver (a set-top box, easily overwhelmed):
-//! - Every attempt, retries included, first waits for a token of the client's bucket
-//!   (`max_requests_per_second`, the same burst), then asks the shared circuit breaker.
+//! - Every attempt, retries included, passes the shared [`Gate`]: a token of its pacing
+//!   bucket (`max_requests_per_second`, the same burst), then its circuit breaker.
 //!   An open breaker fails the request at once with [`Error::CircuitOpen`]: nothing is
 //!   sent, nothing retried. Exactly the transient failures (see [`Error::is_transient`])
 //!   count against the breaker; any answer the box gave, a 4xx or bad JSON included,
@@ -25,6 +25,7 @@
 mod body;
 mod cache;
 mod error;
+mod gate;
 pub mod http_client;
 mod json;
 mod model;
@@ -39,9 +40,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::limit::{Breaker, TokenBucket};
-
 pub use error::Error;
+pub use gate::Gate;
 pub use model::{About, Bouquet, Channel, Event};
 pub use sref::{
     EntryKind, MAX_REF_LEN, canonical_ref, entry_kind, is_valid_service_ref, picon_name,
@@ -164,8 +164,7 @@ struct Inner {
     max_body: u64,
     observe: Observer,
     /// Owned by the caller: it outlives a client rebuilt on reload.
-    breaker: Arc<Breaker>,
-    pacing: TokenBucket,
+    gate: Arc<Gate>,
     /// Shared (`Arc`) so a hit holds the lock only for a reference-count bump and the
     /// bouquet walker reads entries in place instead of copying whole lists.
     bouquets: TtlCache<Arc<Vec<Bouquet>>>,
@@ -181,8 +180,7 @@ impl std::fmt::Debug for Receiver {
             .field("timeout", &self.inner.timeout)
             .field("retries", &self.inner.retries)
             .field("max_body", &self.inner.max_body)
-            .field("rate", &self.inner.pacing.rate())
-            .field("breaker", &self.inner.breaker)
+            .field("gate", &self.inner.gate)
             .finish_non_exhaustive()
     }
 }
@@ -196,24 +194,10 @@ struct EpgSink<F> {
 
 impl Receiver {
     /// Checks the settings (base URL, non-zero timeout and size cap) and builds the
-    /// client with a full token bucket and an empty cache; no request is made. Every
-    /// attempt goes through `breaker`, which the caller keeps (status, reloads).
-    pub fn new(
-        cfg: ReceiverConfig,
-        observe: Observer,
-        breaker: Arc<Breaker>,
-    ) -> Result<Receiver, Error> {
-        let burst = cfg.max_requests_per_second;
-        Receiver::with_burst(cfg, observe, breaker, burst)
-    }
-
-    /// [`Receiver::new`] with a token bucket burst other than the rate (tests).
-    fn with_burst(
-        cfg: ReceiverConfig,
-        observe: Observer,
-        breaker: Arc<Breaker>,
-        burst: NonZeroU32,
-    ) -> Result<Receiver, Error> {
+    /// client with an empty cache; no request is made. Every attempt goes through
+    /// `gate`, which the caller keeps (status, reloads, picon fetches); its rate is
+    /// the caller's to set, `max_requests_per_second` is not read here.
+    pub fn new(cfg: ReceiverConfig, observe: Observer, gate: Arc<Gate>) -> Result<Receiver, Error> {
         let origin = Origin::parse(&cfg.base).map_err(Error::Config)?;
         if cfg.timeout.is_zero() {
             return Err(Error::Config("timeout must be above zero".into()));
@@ -233,8 +217,7 @@ impl Receiver {
                 retries: cfg.retries,
                 max_body: cfg.max_body_bytes,
                 observe,
-                breaker,
-                pacing: TokenBucket::new(cfg.max_requests_per_second, burst),
+                gate,
                 bouquets: TtlCache::new(cfg.cache_ttl, MAX_CACHED_BOUQUET_LISTS),
                 services: TtlCache::new(cfg.cache_ttl, MAX_CACHED),
             }),
@@ -489,12 +472,7 @@ impl Receiver {
         let mut backoff = BACKOFF_START;
         let mut attempt = 0u32;
         loop {
-            let wait = self.inner.pacing.reserve();
-            if !wait.is_zero() {
-                async_io::Timer::after(wait).await;
-            }
-            // Asked after the pacing wait, so the breaker's state is fresh.
-            let permit = match self.inner.breaker.try_acquire() {
+            let permit = match self.inner.gate.enter().await {
                 Ok(permit) => permit,
                 Err(rejected) => {
                     let e = Error::CircuitOpen {

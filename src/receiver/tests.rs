@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::limit::{BreakerConfig, BreakerState};
+use crate::limit::{Breaker, BreakerConfig, BreakerState};
 
 /// A server thread answering each connection with `handler(connection index, request
 /// head, stream)`; every request head is recorded.
@@ -189,8 +189,15 @@ fn build(base: &str, setup: Setup) -> (Receiver, Outcomes, Arc<Breaker>) {
         cache_ttl: setup.cache_ttl,
     };
     let breaker = Arc::new(Breaker::new("receiver", setup.breaker));
-    let rx = Receiver::with_burst(cfg, observer, breaker.clone(), nz(setup.burst)).unwrap();
+    let gate = Gate::with_burst(breaker.clone(), nz(setup.rate), nz(setup.burst));
+    let rx = Receiver::new(cfg, observer, Arc::new(gate)).unwrap();
     (rx, outcomes, breaker)
+}
+
+/// A gate that keeps out of the way: no pacing to speak of, a lenient breaker.
+fn test_gate() -> Arc<Gate> {
+    let breaker = Arc::new(Breaker::new("receiver", Setup::default().breaker));
+    Arc::new(Gate::new(breaker, nz(10_000)))
 }
 
 fn client_with(base: &str, timeout_ms: u64, retries: u32, max: u64) -> (Receiver, Outcomes) {
@@ -489,8 +496,7 @@ fn basic_auth_header_is_sent() {
         max_requests_per_second: nz(10),
         cache_ttl: Duration::ZERO,
     };
-    let breaker = Arc::new(Breaker::new("receiver", Setup::default().breaker));
-    let rx = Receiver::new(cfg, Arc::new(|_: &Observation<'_>| {}), breaker).unwrap();
+    let rx = Receiver::new(cfg, Arc::new(|_: &Observation<'_>| {}), test_gate()).unwrap();
     assert!(!format!("{rx:?}").contains("cm9vd"));
     smol::block_on(rx.bouquets()).unwrap();
     assert!(
@@ -513,8 +519,7 @@ fn bad_settings_are_refused() {
         cache_ttl: Duration::from_secs(1),
     };
     let observer: Observer = Arc::new(|_: &Observation<'_>| {});
-    let breaker = Arc::new(Breaker::new("receiver", Setup::default().breaker));
-    assert!(Receiver::new(ok.clone(), observer.clone(), breaker.clone()).is_ok());
+    assert!(Receiver::new(ok.clone(), observer.clone(), test_gate()).is_ok());
     for bad in [
         ReceiverConfig {
             base: "https://box".into(),
@@ -529,7 +534,7 @@ fn bad_settings_are_refused() {
             ..ok.clone()
         },
     ] {
-        let err = Receiver::new(bad, observer.clone(), breaker.clone()).unwrap_err();
+        let err = Receiver::new(bad, observer.clone(), test_gate()).unwrap_err();
         assert_eq!(err.kind(), "config");
     }
 }
