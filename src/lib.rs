@@ -6,7 +6,9 @@
 pub mod audit;
 pub mod config;
 pub mod guide;
+pub mod hdhr;
 pub mod http;
+pub mod hw;
 pub mod limit;
 pub mod lineup;
 pub mod metrics;
@@ -16,3 +18,4 @@ pub mod refresh;
 pub mod reload;
 pub mod sim;
 pub mod stream;
+pub mod transcode;

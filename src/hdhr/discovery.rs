@@ -1,0 +1,1 @@
+//! SiliconDust UDP discovery packets (port 65001): decoding requests, encoding replies.

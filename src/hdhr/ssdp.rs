@@ -1,0 +1,1 @@
+//! SSDP (UPnP discovery) messages: parsing M-SEARCH requests, writing responses and NOTIFY.

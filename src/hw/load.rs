@@ -1,0 +1,1 @@
+//! Device load readers over sysfs/debugfs (GPU busy percent, devfreq load, ...).

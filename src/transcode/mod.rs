@@ -1,0 +1,3 @@
+//! Transcoding: who gets the scarce encoders, and the ffmpeg sessions that use them.
+
+pub mod queue;

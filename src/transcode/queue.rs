@@ -1,0 +1,1 @@
+//! The encoder slot pool with its bounded priority queue of waiting sessions.
