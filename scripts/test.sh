@@ -11,6 +11,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v gzip >/dev/null || need+=(gzip)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v hdhomerun_config >/dev/null || need+=(hdhomerun-config)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

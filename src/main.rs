@@ -19,6 +19,7 @@ use xg2g::http::{self, ServerLimits, ServerStats};
 use xg2g::limit::{RateLimitConfig, RateLimiter};
 use xg2g::lineup::{Lineup, LineupStore};
 use xg2g::metrics::{Metrics, ResultLabel};
+use xg2g::hdhr::Hdhr;
 use xg2g::picon::{PiconCache, PiconConfig};
 use xg2g::refresh::Refresher;
 use xg2g::reload::{ReloadSource, reload};
@@ -284,6 +285,9 @@ async fn daemon(
     wait_for_stop(signals, &app).await;
     log::info!("event=shutdown");
     app.streams.shutdown(); // upstreams close, stream clients get their end
+    if let Some(hdhr) = &app.hdhr {
+        hdhr.say_goodbye(); // SSDP listeners forget the tuner now, not in 30 minutes
+    }
     drop(shutdown_tx); // servers stop accepting, open connections are cut
     life.stop().await;
     Ok(())
@@ -342,14 +346,26 @@ async fn start_daemon(
     let limiter = Live::new(Arc::new(RateLimiter::new(RateLimitConfig::from_settings(
         settings,
     ))));
+    // Bound before the app is built: the HDHomeRun answers carry the real port.
+    let listener =
+        http::bind(settings.listen).with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.get_ref().local_addr()?;
+    let streams = Arc::new(streams);
+    let hdhr = if settings.hdhr_enabled {
+        let (live, metrics, streams) = (live.clone(), metrics.clone(), streams.clone());
+        Some(smol::unblock(move || Hdhr::new(live, addr.port(), metrics, streams)).await)
+    } else {
+        None
+    };
     let app = Arc::new(App {
         settings: live,
         config_file: config_file.clone(),
         limiter,
         refresher: refresher.clone(),
         metrics,
-        streams: Arc::new(streams),
+        streams,
         picons,
+        hdhr: hdhr.clone(),
         started: Instant::now(),
     });
     let limits = ServerLimits {
@@ -361,9 +377,6 @@ async fn start_daemon(
         max_body_bytes: 64 * 1024,
     };
 
-    let listener =
-        http::bind(settings.listen).with_context(|| format!("listening on {}", settings.listen))?;
-    let addr = listener.get_ref().local_addr()?;
     log::info!("event=listening addr={addr} data={}", dir.display());
     let router = Arc::new(Router::new(
         app.clone(),
@@ -403,6 +416,14 @@ async fn start_daemon(
                 shutdown,
             ),
         );
+    }
+    if let Some(hdhr) = &hdhr {
+        if let Some(service) = hdhr.ssdp_service() {
+            life.start(ex, "ssdp", service);
+        }
+        if let Some(service) = hdhr.discovery_service() {
+            life.start(ex, "hdhr-discovery", service);
+        }
     }
     life.start(ex, "refresh", refresher.run());
     life.start(ex, "rate-limit-janitor", rate_limit_janitor(app.clone()));

@@ -73,6 +73,16 @@ pub struct RateLimitLabels {
 }
 
 /// Label holding the version.
+/// Labels of a discovery datagram: which protocol (`ssdp`, `hdhomerun`) and what became
+/// of it (`answered`, `ignored`, `malformed`, `send_failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DiscoveryLabels {
+    /// `ssdp` or `hdhomerun`.
+    pub protocol: String,
+    /// What became of the datagram.
+    pub result: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: String,
@@ -127,6 +137,8 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabel, Counter>,
     /// Settings reloads by result (`ok`, `error`).
     pub config_reloads: Family<ResultLabel, Counter>,
+    /// `xg2g_discovery_datagrams_total{protocol,result}`.
+    pub discovery_datagrams: Family<DiscoveryLabels, Counter>,
     /// Resident memory of this process, sampled at scrape time.
     rss: Gauge,
 }
@@ -304,6 +316,12 @@ impl Metrics {
             "Settings reloads by result",
             config_reloads.clone(),
         );
+        let discovery_datagrams = Family::<DiscoveryLabels, Counter>::default();
+        registry.register(
+            "discovery_datagrams",
+            "SSDP and HDHomeRun discovery datagrams received, by protocol and result",
+            discovery_datagrams.clone(),
+        );
         registry.register("build_info", "Version of the running daemon", build_info);
         Metrics {
             registry,
@@ -330,6 +348,7 @@ impl Metrics {
             rate_limit_clients,
             auth_failures,
             config_reloads,
+            discovery_datagrams,
             rss,
         }
     }

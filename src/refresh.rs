@@ -511,11 +511,7 @@ fn links(s: &Settings, public: &str) -> Links {
     // The picon cache can only fetch plain-HTTP bases (the rule `PiconCache::new`
     // applies); others are linked as they are.
     let proxied_picons = crate::picon::PiconConfig::from_settings(s).base_is_fetchable();
-    // IPTV apps cannot send headers, so our own links carry the stream token.
-    let token_query = s
-        .stream_token
-        .as_deref()
-        .map_or_else(String::new, |t| format!("?token={}", percent_encode(t)));
+    let token_query = token_query(s);
     let (stream, stream_query) = if s.use_proxy_urls {
         (format!("{public}/stream"), token_query.clone())
     } else {
@@ -540,9 +536,17 @@ fn links(s: &Settings, public: &str) -> Links {
     }
 }
 
+/// `?token=…` for links to us when `XG2G_STREAM_TOKEN` is set, else empty: IPTV apps
+/// and tuner clients cannot send headers, so our own links carry the stream token.
+pub(crate) fn token_query(s: &Settings) -> String {
+    s.stream_token
+        .as_deref()
+        .map_or_else(String::new, |t| format!("?token={}", percent_encode(t)))
+}
+
 /// How clients reach us: `XG2G_PUBLIC_URL`, else the listen address, with the address
 /// of the interface that routes to the receiver standing in for a wildcard address.
-fn public_base(s: &Settings) -> String {
+pub(crate) fn public_base(s: &Settings) -> String {
     if let Some(url) = &s.public_url {
         return url.clone();
     }
@@ -551,9 +555,14 @@ fn public_base(s: &Settings) -> String {
     } else {
         s.listen.ip()
     };
+    http_base(ip, s.listen.port())
+}
+
+/// `http://<ip>:<port>`, with brackets around an IPv6 address.
+pub(crate) fn http_base(ip: IpAddr, port: u16) -> String {
     match ip {
-        IpAddr::V6(v6) => format!("http://[{v6}]:{}", s.listen.port()),
-        IpAddr::V4(v4) => format!("http://{v4}:{}", s.listen.port()),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
+        IpAddr::V4(v4) => format!("http://{v4}:{port}"),
     }
 }
 
@@ -730,6 +739,12 @@ fn local_ip_towards(owi_base: &str) -> Option<IpAddr> {
         .trim_start_matches('[')
         .trim_end_matches(']');
     let target: SocketAddr = (host, 80).to_socket_addrs().ok()?.next()?;
+    local_ip_for(target)
+}
+
+/// The local address the system would send from to reach `target` (a UDP socket is
+/// connected, nothing is sent); `None` when there is no route.
+pub(crate) fn local_ip_for(target: SocketAddr) -> Option<IpAddr> {
     let bind: SocketAddr = if target.is_ipv4() {
         "0.0.0.0:0".parse().ok()?
     } else {

@@ -70,6 +70,13 @@ impl KeyInfo {
                 | Field::CircuitBreakerEnabled
                 | Field::CircuitBreakerFailureThreshold
                 | Field::CircuitBreakerTimeout
+                | Field::HdhrEnabled
+                | Field::HdhrDeviceId
+                | Field::HdhrDiscoveryPort
+                | Field::SsdpEnabled
+                | Field::SsdpPort
+                | Field::SsdpListen
+                | Field::SsdpInterface
                 | Field::LogLevel
         )
     }
@@ -133,6 +140,18 @@ pub(super) enum Field {
     RatelimitMaxClients,
     TrustedProxies,
     ConfigWatchInterval,
+    HdhrEnabled,
+    HdhrDeviceId,
+    HdhrFriendlyName,
+    HdhrModel,
+    HdhrFirmware,
+    HdhrTunerCount,
+    HdhrBaseUrl,
+    HdhrDiscoveryPort,
+    SsdpEnabled,
+    SsdpPort,
+    SsdpListen,
+    SsdpInterface,
     LogLevel,
 }
 
@@ -162,7 +181,7 @@ impl KeyInfo {
 }
 
 /// Every setting, in `Settings` field order.
-pub(super) static KEYS: [KeyInfo; 56] = [
+pub(super) static KEYS: [KeyInfo; 68] = [
     key(
         "XG2G_OWI_BASE",
         "owi_base",
@@ -550,6 +569,91 @@ pub(super) static KEYS: [KeyInfo; 56] = [
         "5s",
         "How often the settings file (--config) is checked; a change is reloaded. 0s (off) to 1h.",
         Field::ConfigWatchInterval,
+    ),
+    key(
+        "XG2G_HDHR_ENABLED",
+        "hdhr_enabled",
+        "true",
+        "HDHomeRun emulation for Plex, Jellyfin, Emby and Channels: /discover.json, /lineup.json, /device.xml, SSDP and UDP discovery (true/false).",
+        Field::HdhrEnabled,
+    ),
+    key(
+        "XG2G_HDHR_DEVICE_ID",
+        "hdhr_device_id",
+        "",
+        "The tuner's DeviceID: 8 hex digits passing the HDHomeRun checksum; unset = one made once and kept in XG2G_DATA/hdhr-device-id.",
+        Field::HdhrDeviceId,
+    ),
+    key(
+        "XG2G_HDHR_FRIENDLY_NAME",
+        "hdhr_friendly_name",
+        "xg2g",
+        "The tuner's name in Plex and Jellyfin, 1 to 64 characters.",
+        Field::HdhrFriendlyName,
+    ),
+    key(
+        "XG2G_HDHR_MODEL",
+        "hdhr_model",
+        "HDTC-2US",
+        "The ModelNumber reported, 1 to 64 characters.",
+        Field::HdhrModel,
+    )
+    .also(&["XG2G_HDHR_MODEL_NUMBER"]),
+    key(
+        "XG2G_HDHR_FIRMWARE",
+        "hdhr_firmware",
+        "hdhomeruntc_atsc",
+        "The FirmwareName reported, 1 to 64 characters.",
+        Field::HdhrFirmware,
+    ),
+    key(
+        "XG2G_HDHR_TUNER_COUNT",
+        "hdhr_tuner_count",
+        "",
+        "TunerCount reported, 1 to 64; unset = the stream tuner limit (XG2G_MAX_STREAMS or the receiver's tuners).",
+        Field::HdhrTunerCount,
+    ),
+    key(
+        "XG2G_HDHR_BASE_URL",
+        "hdhr_base_url",
+        "",
+        "Base URL HDHomeRun clients are given; unset = XG2G_PUBLIC_URL, else the address the request came to.",
+        Field::HdhrBaseUrl,
+    ),
+    key(
+        "XG2G_HDHR_DISCOVERY_PORT",
+        "hdhr_discovery_port",
+        "65001",
+        "UDP port of the SiliconDust discovery protocol, 0 (off) to 65535; in use = logged, not fatal.",
+        Field::HdhrDiscoveryPort,
+    ),
+    key(
+        "XG2G_SSDP_ENABLED",
+        "ssdp_enabled",
+        "true",
+        "Announce the tuner by SSDP (UPnP) and answer M-SEARCH (true/false).",
+        Field::SsdpEnabled,
+    ),
+    key(
+        "XG2G_SSDP_PORT",
+        "ssdp_port",
+        "1900",
+        "SSDP UDP port, 1 to 65535; in use = logged, not fatal.",
+        Field::SsdpPort,
+    ),
+    key(
+        "XG2G_SSDP_LISTEN",
+        "ssdp_listen",
+        "0.0.0.0",
+        "IPv4 address the SSDP socket binds to (0.0.0.0 receives multicast on every interface).",
+        Field::SsdpListen,
+    ),
+    key(
+        "XG2G_SSDP_INTERFACE",
+        "ssdp_interface",
+        "",
+        "IPv4 address of the interface that joins 239.255.255.250 and sends NOTIFY; unset = the system's default multicast interface.",
+        Field::SsdpInterface,
     ),
     key(
         "XG2G_LOG_LEVEL",

@@ -150,6 +150,30 @@ pub struct Settings {
     pub trusted_proxies: IpSet,
     /// `XG2G_CONFIG_WATCH_INTERVAL` (5s, 0 = off): settings file change polling.
     pub config_watch_interval: Duration,
+    /// `XG2G_HDHR_ENABLED` (true): HDHomeRun endpoints and discovery.
+    pub hdhr_enabled: bool,
+    /// `XG2G_HDHR_DEVICE_ID`: a valid HDHomeRun device id; `None` = kept in the data folder.
+    pub hdhr_device_id: Option<u32>,
+    /// `XG2G_HDHR_FRIENDLY_NAME` (`xg2g`).
+    pub hdhr_friendly_name: String,
+    /// `XG2G_HDHR_MODEL` (`HDTC-2US`).
+    pub hdhr_model: String,
+    /// `XG2G_HDHR_FIRMWARE` (`hdhomeruntc_atsc`).
+    pub hdhr_firmware: String,
+    /// `XG2G_HDHR_TUNER_COUNT` (1..=64): `None` = the stream tuner limit.
+    pub hdhr_tuner_count: Option<u32>,
+    /// `XG2G_HDHR_BASE_URL`: base URL for HDHomeRun clients, no trailing slash.
+    pub hdhr_base_url: Option<String>,
+    /// `XG2G_HDHR_DISCOVERY_PORT` (65001, 0 = off).
+    pub hdhr_discovery_port: u16,
+    /// `XG2G_SSDP_ENABLED` (true).
+    pub ssdp_enabled: bool,
+    /// `XG2G_SSDP_PORT` (1900).
+    pub ssdp_port: u16,
+    /// `XG2G_SSDP_LISTEN` (0.0.0.0): the SSDP socket's address.
+    pub ssdp_listen: Ipv4Addr,
+    /// `XG2G_SSDP_INTERFACE`: the multicast interface's address; `None` = the system's choice.
+    pub ssdp_interface: Option<Ipv4Addr>,
     /// `XG2G_LOG_LEVEL` (`info`): default log filter when `RUST_LOG` is unset.
     pub log_level: String,
 }
@@ -269,6 +293,7 @@ const HTTP_MAX_HEADER_BYTES: IntRange = IntRange {
     hi: 65536,
 };
 const MAX_STREAMS: IntRange = IntRange { lo: 1, hi: 64 };
+const UDP_PORT: IntRange = IntRange { lo: 0, hi: 65535 };
 const STREAM_CLIENT_BUFFER: IntRange = IntRange {
     lo: 64 << 10,
     hi: 256 << 20,
@@ -298,6 +323,9 @@ const HTTP_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::fr
 const OWI_BASE_ALLOWED: &str = "must be a URL like http://192.168.1.10";
 const URL_ALLOWED: &str = "must be a URL like http://192.168.1.20:8080";
 const TEXT_ALLOWED: &str = "must be text";
+const LABEL_ALLOWED: &str = "must be 1 to 64 printable characters";
+const DEVICE_ID_ALLOWED: &str = "must be 8 hex digits that pass the HDHomeRun checksum";
+const IPV4_ALLOWED: &str = "must be an IPv4 address like 192.168.1.5";
 const PATH_ALLOWED: &str = "must be a folder path";
 const IP_SET_ALLOWED: &str = "must be a comma list of addresses or networks";
 const BOUQUET_ALLOWED: &str = "must be a comma list or an array of bouquet names";
@@ -365,6 +393,18 @@ impl Settings {
             ratelimit_max_clients: NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN),
             trusted_proxies: IpSet::default(),
             config_watch_interval: Duration::from_secs(5),
+            hdhr_enabled: true,
+            hdhr_device_id: None,
+            hdhr_friendly_name: "xg2g".to_string(),
+            hdhr_model: "HDTC-2US".to_string(),
+            hdhr_firmware: "hdhomeruntc_atsc".to_string(),
+            hdhr_tuner_count: None,
+            hdhr_base_url: None,
+            hdhr_discovery_port: 65001,
+            ssdp_enabled: true,
+            ssdp_port: 1900,
+            ssdp_listen: Ipv4Addr::UNSPECIFIED,
+            ssdp_interface: None,
             log_level: "info".to_string(),
         }
     }
@@ -537,6 +577,24 @@ impl Settings {
             Field::RatelimitMaxClients => self.ratelimit_max_clients.to_string(),
             Field::TrustedProxies => ip_set(&self.trusted_proxies),
             Field::ConfigWatchInterval => format_duration(self.config_watch_interval),
+            Field::HdhrEnabled => self.hdhr_enabled.to_string(),
+            Field::HdhrDeviceId => self
+                .hdhr_device_id
+                .map_or_else(|| UNSET.to_string(), |id| format!("{id:08X}")),
+            Field::HdhrFriendlyName => one_line(&self.hdhr_friendly_name),
+            Field::HdhrModel => one_line(&self.hdhr_model),
+            Field::HdhrFirmware => one_line(&self.hdhr_firmware),
+            Field::HdhrTunerCount => self
+                .hdhr_tuner_count
+                .map_or_else(|| UNSET.to_string(), |n| n.to_string()),
+            Field::HdhrBaseUrl => opt(&self.hdhr_base_url),
+            Field::HdhrDiscoveryPort => self.hdhr_discovery_port.to_string(),
+            Field::SsdpEnabled => self.ssdp_enabled.to_string(),
+            Field::SsdpPort => self.ssdp_port.to_string(),
+            Field::SsdpListen => self.ssdp_listen.to_string(),
+            Field::SsdpInterface => self
+                .ssdp_interface
+                .map_or_else(|| UNSET.to_string(), |a| a.to_string()),
             Field::LogLevel => self.log_level.clone(),
         }
     }
@@ -558,6 +616,13 @@ impl Settings {
         self.circuit_breaker_enabled = running.circuit_breaker_enabled;
         self.circuit_breaker_failure_threshold = running.circuit_breaker_failure_threshold;
         self.circuit_breaker_timeout = running.circuit_breaker_timeout;
+        self.hdhr_enabled = running.hdhr_enabled;
+        self.hdhr_device_id = running.hdhr_device_id;
+        self.hdhr_discovery_port = running.hdhr_discovery_port;
+        self.ssdp_enabled = running.ssdp_enabled;
+        self.ssdp_port = running.ssdp_port;
+        self.ssdp_listen = running.ssdp_listen;
+        self.ssdp_interface = running.ssdp_interface;
         self.log_level = running.log_level.clone();
     }
 
@@ -879,6 +944,17 @@ impl<'a> At<'a> {
         IpSet::parse(text).map_err(|e| self.fail(e.to_string()))
     }
 
+    /// A name shown to users (tuner name, model): trimmed, 1 to 64 characters, no
+    /// control characters.
+    fn label(&self) -> Result<String, ConfigError> {
+        let text = self.text(LABEL_ALLOWED)?;
+        let count = text.chars().count();
+        if !(1..=64).contains(&count) || text.chars().any(char::is_control) {
+            return Err(self.fail(LABEL_ALLOWED));
+        }
+        Ok(text.to_string())
+    }
+
     /// Optional text (user, password, token) taken verbatim.
     fn opt_text(&self) -> Result<Option<String>, ConfigError> {
         Ok(Some(self.verbatim(TEXT_ALLOWED)?.to_string()))
@@ -980,6 +1056,26 @@ impl<'a> At<'a> {
             }
             Field::TrustedProxies => s.trusted_proxies = self.ip_set()?,
             Field::ConfigWatchInterval => s.config_watch_interval = self.duration(CONFIG_WATCH)?,
+            Field::HdhrEnabled => s.hdhr_enabled = self.boolean()?,
+            Field::HdhrDeviceId => {
+                s.hdhr_device_id = Some(self.parsed(DEVICE_ID_ALLOWED, |t| {
+                    crate::hdhr::discovery::parse_device_id(t).map_err(|e| e.to_string())
+                })?)
+            }
+            Field::HdhrFriendlyName => s.hdhr_friendly_name = self.label()?,
+            Field::HdhrModel => s.hdhr_model = self.label()?,
+            Field::HdhrFirmware => s.hdhr_firmware = self.label()?,
+            Field::HdhrTunerCount => s.hdhr_tuner_count = Some(self.uint_as(MAX_STREAMS)?),
+            Field::HdhrBaseUrl => {
+                s.hdhr_base_url = Some(self.parsed(URL_ALLOWED, value::parse_http_url)?)
+            }
+            Field::HdhrDiscoveryPort => s.hdhr_discovery_port = self.uint_as(UDP_PORT)?,
+            Field::SsdpEnabled => s.ssdp_enabled = self.boolean()?,
+            Field::SsdpPort => s.ssdp_port = self.uint_as(STREAM_PORT)?,
+            Field::SsdpListen => s.ssdp_listen = self.parsed(IPV4_ALLOWED, value::parse_ipv4)?,
+            Field::SsdpInterface => {
+                s.ssdp_interface = Some(self.parsed(IPV4_ALLOWED, value::parse_ipv4)?)
+            }
             Field::LogLevel => {
                 s.log_level = self.parsed(value::LOG_LEVEL_ALLOWED, value::parse_log_level)?
             }

@@ -90,7 +90,7 @@ fn defaults_are_the_documented_ones() {
 #[test]
 fn key_table_is_consistent() {
     let keys = keys();
-    assert_eq!(keys.len(), 56);
+    assert_eq!(keys.len(), 68);
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(k.env, format!("XG2G_{}", k.file_key.to_ascii_uppercase()));
         assert!(!k.help.is_empty(), "{} has no help", k.env);
@@ -191,6 +191,11 @@ fn bad_env_values_say_what_is_allowed() {
             "verbose",
             "must be one of error, warn, info, debug, trace",
         ),
+        ("XG2G_HDHR_DEVICE_ID", "XG2G1234", "hex"),
+        ("XG2G_HDHR_FRIENDLY_NAME", "a\u{7}b", "1 to 64 printable characters"),
+        ("XG2G_HDHR_TUNER_COUNT", "0", "from 1 to 64"),
+        ("XG2G_HDHR_DISCOVERY_PORT", "70000", "from 0 to 65535"),
+        ("XG2G_SSDP_LISTEN", "eth0", "not an IPv4 address"),
         ("XG2G_BOUQUET", "\"Favourites", "unterminated quote"),
         ("XG2G_BOUQUET", "\"A\"B", "text after a closing quote"),
     ];
@@ -848,12 +853,19 @@ fn changed_keys_compare_secrets_without_printing_them() {
         ("XG2G_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "2"),
         ("XG2G_CIRCUIT_BREAKER_TIMEOUT", "2s"),
         ("XG2G_LOG_LEVEL", "debug"),
+        ("XG2G_HDHR_ENABLED", "false"),
+        ("XG2G_HDHR_DEVICE_ID", "10100FED"),
+        ("XG2G_HDHR_DISCOVERY_PORT", "0"),
+        ("XG2G_SSDP_ENABLED", "false"),
+        ("XG2G_SSDP_PORT", "1901"),
+        ("XG2G_SSDP_LISTEN", "127.0.0.1"),
+        ("XG2G_SSDP_INTERFACE", "127.0.0.1"),
         ("XG2G_EPG_DAYS", "2"),
         ("XG2G_API_TOKEN", "a"),
     ])
     .expect("valid");
     let wanted = old.changed_keys(&everything);
-    assert_eq!(wanted.iter().filter(|k| k.needs_restart()).count(), 14);
+    assert_eq!(wanted.iter().filter(|k| k.needs_restart()).count(), 21);
     everything.keep_restart_settings(&old);
     let left: Vec<_> = old
         .changed_keys(&everything)

@@ -189,6 +189,12 @@ pub(super) const LISTEN_ALLOWED: &str =
 
 /// A listen address: `:PORT` (all IPv4 interfaces), `IPv4:PORT`, `[IPv6]:PORT` or
 /// `localhost:PORT` (127.0.0.1). Port 0 asks the OS for a free port.
+/// An IPv4 address (`192.168.1.5`).
+pub(super) fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address like 192.168.1.5"))
+}
+
 pub(super) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if let Some(port) = s.strip_prefix(':') {
         let port = parse_port(port).ok_or_else(|| format!("has a bad port; {LISTEN_ALLOWED}"))?;

@@ -23,6 +23,7 @@ use super::error::ErrorCode;
 use super::message::{Body, Handler, Request, Response};
 use crate::audit::{self, Actor, AuditEvent, AuditKind};
 use crate::config::{Live, LiveSettings, Settings};
+use crate::hdhr::Hdhr;
 use crate::limit::{Decision, RateLimiter, RouteClass, Verdict, client_ip};
 use crate::metrics::{Metrics, RateLimitLabels, ReasonLabel};
 use crate::picon::PiconCache;
@@ -46,6 +47,8 @@ pub struct App {
     pub streams: Arc<StreamService>,
     /// The picon cache; `None` when logos cannot be proxied (an https `XG2G_PICON_BASE`).
     pub picons: Option<Arc<PiconCache>>,
+    /// The HDHomeRun emulation; `None` when `XG2G_HDHR_ENABLED` is off.
+    pub hdhr: Option<Arc<Hdhr>>,
     /// When the daemon started (for uptime).
     pub started: Instant,
 }
@@ -131,6 +134,15 @@ impl Router {
             "/api/v1/refresh" if main => ("refresh", "POST", api, Guard::ApiToken),
             "/api/v1/config/reload" if main => ("reload", "POST", api, Guard::ApiToken),
             "/metrics" if metrics_here => ("metrics", "GET, HEAD", None, Guard::Open),
+            "/discover.json" if main => ("hdhr_discover", "GET, HEAD", files, Guard::StreamToken),
+            "/lineup.json" if main => ("hdhr_lineup", "GET, HEAD", files, Guard::StreamToken),
+            "/lineup_status.json" if main => {
+                ("hdhr_lineup_status", "GET, HEAD", files, Guard::StreamToken)
+            }
+            "/lineup.post" if main => ("hdhr_scan", "POST", api, Guard::StreamToken),
+            "/device.xml" | "/" if main => {
+                ("hdhr_device", "GET, HEAD", files, Guard::StreamToken)
+            }
             p if main && p.starts_with("/stream/") => (
                 "stream",
                 "GET, HEAD",
@@ -329,6 +341,8 @@ impl Router {
                 self.stream(req, path.get("/stream/".len()..).unwrap_or_default())
                     .await
             }
+            "hdhr_discover" | "hdhr_lineup" | "hdhr_lineup_status" | "hdhr_scan"
+            | "hdhr_device" => self.hdhr(route, req, ctx),
             "picon" => {
                 let tail = path.get("/picon/".len()..).unwrap_or_default();
                 match &self.app.picons {
@@ -340,6 +354,41 @@ impl Router {
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.app.metrics.encode().into_bytes(),
+            ),
+        }
+    }
+
+    /// The HDHomeRun endpoints; 404 when the emulation is off.
+    fn hdhr(&self, route: &'static str, req: &Request, ctx: &Ctx<'_>) -> Response {
+        let s = &ctx.settings;
+        let Some(hdhr) = self.app.hdhr.as_ref().filter(|_| s.hdhr_enabled) else {
+            return ErrorCode::NotFound.response();
+        };
+        let base = Hdhr::base_url_for_request(s, req.header("host"));
+        match route {
+            "hdhr_discover" => json_response(200, &hdhr.discover_json(s, &base)),
+            "hdhr_lineup" => {
+                let lineup = self.app.streams.lineup();
+                let token = crate::refresh::token_query(s);
+                json_response(200, &Hdhr::lineup_json(&lineup, &base, &token))
+            }
+            "hdhr_lineup_status" => json_response(200, &Hdhr::lineup_status_json()),
+            "hdhr_scan" => match req.query_param("scan").as_deref() {
+                Some("start") => {
+                    // Tuner clients cannot send the API token: the limiter and the
+                    // refresher's coalescing are what keep this cheap.
+                    let triggered = self.app.refresher.trigger();
+                    log::info!("event=hdhr_scan action=start refresh={triggered:?}");
+                    Response::empty(200)
+                }
+                Some("abort") => Response::empty(200),
+                _ => ErrorCode::BadRequest
+                    .response_with_detail("scan must be start or abort"),
+            },
+            _ => Response::bytes(
+                200,
+                "application/xml; charset=utf-8",
+                hdhr.device_xml(s, &base).into_bytes(),
             ),
         }
     }
@@ -467,6 +516,10 @@ impl Router {
             "programmes": st.programmes,
             "epg_enabled": s.epg_enabled,
             "streams": self.app.streams.status(),
+            "hdhr": self.app.hdhr.as_ref().map_or_else(
+                || json!({"state": "off"}),
+                |h| h.status(),
+            ),
         });
         json_response(200, &body)
     }

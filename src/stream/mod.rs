@@ -266,6 +266,11 @@ impl StreamService {
         })
     }
 
+    /// The lineup streams are checked against (the last good refresh).
+    pub fn lineup(&self) -> Arc<crate::lineup::Lineup> {
+        self.inner.lineup.get()
+    }
+
     /// The channels that may stream at once now.
     pub fn tuner_limit(&self) -> usize {
         self.inner.tuner_limit()

@@ -370,7 +370,8 @@ impl Daemon {
 
     /// Runs `cmd` with the test defaults (loopback listener, API token, short receiver
     /// timeout, 127.0.0.1 exempt from rate limits so polling tests are never limited;
-    /// the limiter tests use 127.0.0.2 and up) and `env` over them.
+    /// the limiter tests use 127.0.0.2 and up; no SSDP, no HDHomeRun discovery port)
+    /// and `env` over them.
     fn spawn(mut cmd: Command, base: &str, data: &Path, env: &[(&str, &str)]) -> Daemon {
         for (k, _) in std::env::vars() {
             if k.starts_with("XG2G_") {
@@ -384,6 +385,10 @@ impl Daemon {
             .env("XG2G_OWI_TIMEOUT_MS", "3000")
             .env("XG2G_OWI_RETRIES", "0")
             .env("XG2G_RATELIMIT_WHITELIST", "127.0.0.1")
+            // Parallel daemons must not fight over the discovery ports; the HDHomeRun
+            // tests turn them on with ports of their own.
+            .env("XG2G_SSDP_ENABLED", "false")
+            .env("XG2G_HDHR_DISCOVERY_PORT", "0")
             .env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);

@@ -8,5 +8,6 @@ mod crash;
 mod edge;
 mod faults;
 mod files;
+mod hdhr;
 mod protection;
 mod streams;
