@@ -14,12 +14,12 @@ use smol::Task;
 use smol::stream::StreamExt;
 
 use xg2g::config::{FileStamp, Live, LiveSettings, Settings};
+use xg2g::hdhr::Hdhr;
 use xg2g::http::routes::{App, Router, Routes};
 use xg2g::http::{self, ServerLimits, ServerStats};
 use xg2g::limit::{RateLimitConfig, RateLimiter};
 use xg2g::lineup::{Lineup, LineupStore};
 use xg2g::metrics::{Metrics, ResultLabel};
-use xg2g::hdhr::Hdhr;
 use xg2g::picon::{PiconCache, PiconConfig};
 use xg2g::refresh::Refresher;
 use xg2g::reload::{ReloadSource, reload};

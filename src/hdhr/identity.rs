@@ -7,7 +7,7 @@
 //! still the same at the next start (logged). The uuid is derived from the device id.
 
 use std::hash::{BuildHasher as _, Hasher as _};
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::Path;
 
 use super::discovery;
@@ -60,8 +60,8 @@ impl Identity {
 fn kept_or_new(dir: &Path, fallback: impl FnOnce() -> u32) -> u32 {
     let path = dir.join(DEVICE_ID_FILE);
     let mut text = String::new();
-    let read = std::fs::File::open(&path)
-        .and_then(|f| f.take(MAX_FILE_BYTES).read_to_string(&mut text));
+    let read =
+        std::fs::File::open(&path).and_then(|f| f.take(MAX_FILE_BYTES).read_to_string(&mut text));
     match read {
         Ok(_) => match discovery::parse_device_id(text.trim()) {
             Ok(id) => return id,
@@ -117,8 +117,7 @@ mod tests {
     use super::*;
 
     fn temp_dir(test: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("xg2g-hdhr-id-{test}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("xg2g-hdhr-id-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -151,18 +150,18 @@ mod tests {
         // A file where the folder should be: nothing can be created inside it.
         let blocked = dir.join("blocked");
         std::fs::write(&blocked, "").unwrap();
-        assert_eq!(kept_or_new(&blocked, || 0x1010_0FED), 0x1010_0FED);
+        assert_eq!(kept_or_new(&blocked, || 0x103A_9917), 0x103A_9917);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_uuid_is_stable_and_well_formed() {
-        let a = Identity::of(0x1010_0FED);
-        assert_eq!(a, Identity::of(0x1010_0FED));
-        assert_ne!(a.uuid, Identity::of(0x1010_0FEE).uuid);
+        let a = Identity::of(0x103A_9917);
+        assert_eq!(a, Identity::of(0x103A_9917));
+        assert_ne!(a.uuid, Identity::of(0x103A_9918).uuid);
         let parts: Vec<usize> = a.uuid.split('-').map(str::len).collect();
         assert_eq!(parts, [8, 4, 4, 4, 12]);
         assert!(a.uuid.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()));
-        assert_eq!(a.device_id_text(), "10100FED");
+        assert_eq!(a.device_id_text(), "103A9917");
     }
 }

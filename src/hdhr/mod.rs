@@ -53,7 +53,9 @@ impl ServiceState {
     fn to_json(&self) -> Value {
         match self {
             ServiceState::Off => json!({"state": "off"}),
-            ServiceState::Listening(addr) => json!({"state": "listening", "addr": addr.to_string()}),
+            ServiceState::Listening(addr) => {
+                json!({"state": "listening", "addr": addr.to_string()})
+            }
             ServiceState::Failed(error) => json!({"state": "failed", "error": error}),
         }
     }
@@ -358,10 +360,10 @@ mod tests {
             v,
             json!([
                 {"GuideNumber": "1", "GuideName": "Das Erste HD",
-                 "URL": "http://h:1/stream/1%3A0%3A19%3A283D%3A3FB%3A1%3AC00000%3A0%3A0%3A0%3A?token=t",
+                 "URL": "http://h:1/stream/1:0:19:283D:3FB:1:C00000:0:0:0:?token=t",
                  "HD": 1},
                 {"GuideNumber": "2", "GuideName": "Radio & <Co>",
-                 "URL": "http://h:1/stream/1%3A0%3A2%3A6F%3A3%3A1%3AC00000%3A0%3A0%3A0%3A?token=t",
+                 "URL": "http://h:1/stream/1:0:2:6F:3:1:C00000:0:0:0:?token=t",
                  "HD": 0},
             ])
         );

@@ -106,7 +106,11 @@ impl Hdhr {
         let location = format!("{}/device.xml", self.announce_base(&s, shared.group));
         let device = self.ssdp_device(&location);
         for message in ssdp::notifications(ssdp::Announce::ByeBye, &device) {
-            if let Err(e) = shared.socket.get_ref().send_to(message.as_bytes(), shared.group) {
+            if let Err(e) = shared
+                .socket
+                .get_ref()
+                .send_to(message.as_bytes(), shared.group)
+            {
                 log::debug!("event=ssdp_byebye_failed error=\"{e}\"");
             }
         }
@@ -176,7 +180,10 @@ impl Hdhr {
                     result = "send_failed";
                 }
             }
-            log::debug!("event=ssdp_search peer={peer} target={:?} result={result}", search.target);
+            log::debug!(
+                "event=ssdp_search peer={peer} target={:?} result={result}",
+                search.target
+            );
             self.count("ssdp", result);
         }
     }
@@ -187,7 +194,11 @@ impl Hdhr {
             let location = format!("{}/device.xml", self.announce_base(&s, shared.group));
             let device = self.ssdp_device(&location);
             for message in ssdp::notifications(ssdp::Announce::Alive, &device) {
-                if let Err(e) = shared.socket.send_to(message.as_bytes(), shared.group).await {
+                if let Err(e) = shared
+                    .socket
+                    .send_to(message.as_bytes(), shared.group)
+                    .await
+                {
                     log::debug!("event=ssdp_notify_failed error=\"{e}\"");
                 }
             }
@@ -225,6 +236,14 @@ impl Hdhr {
             }
             let s = self.settings.get();
             let base = self.base_url_for_peer(&s, peer);
+            if base.len() > discovery::LEGACY_MAX_BASE_URL {
+                // libhdhomerun before 2022 drops a longer base URL and assumes port 80.
+                log::debug!(
+                    "event=hdhr_discovery_long_base_url base={base} bytes={} legacy_max={}",
+                    base.len(),
+                    discovery::LEGACY_MAX_BASE_URL
+                );
+            }
             let lineup = format!("{base}/lineup.json");
             let auth = super::device_auth(self.identity.device_id);
             reply.clear();

@@ -140,9 +140,7 @@ impl Router {
                 ("hdhr_lineup_status", "GET, HEAD", files, Guard::StreamToken)
             }
             "/lineup.post" if main => ("hdhr_scan", "POST", api, Guard::StreamToken),
-            "/device.xml" | "/" if main => {
-                ("hdhr_device", "GET, HEAD", files, Guard::StreamToken)
-            }
+            "/device.xml" | "/" if main => ("hdhr_device", "GET, HEAD", files, Guard::StreamToken),
             p if main && p.starts_with("/stream/") => (
                 "stream",
                 "GET, HEAD",
@@ -382,8 +380,7 @@ impl Router {
                     Response::empty(200)
                 }
                 Some("abort") => Response::empty(200),
-                _ => ErrorCode::BadRequest
-                    .response_with_detail("scan must be start or abort"),
+                _ => ErrorCode::BadRequest.response_with_detail("scan must be start or abort"),
             },
             _ => Response::bytes(
                 200,

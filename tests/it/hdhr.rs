@@ -76,7 +76,7 @@ fn decode_reply(p: &[u8]) -> Vec<(u8, Vec<u8>)> {
     tags
 }
 
-fn tag<'a>(tags: &'a [(u8, Vec<u8>)], t: u8) -> &'a [u8] {
+fn tag(tags: &[(u8, Vec<u8>)], t: u8) -> &[u8] {
     &tags
         .iter()
         .find(|(k, _)| *k == t)
@@ -95,7 +95,8 @@ fn free_udp_port() -> u16 {
 
 fn udp_client() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
     s
 }
 
@@ -103,7 +104,8 @@ fn udp_client() -> UdpSocket {
 fn endpoints_have_the_exact_shapes_clients_expect_and_the_id_survives_restarts() {
     let sim = Sim::start(&[]);
     let data = TempDir::new("hdhr-http");
-    let d = Daemon::start(&sim, data.path(), &[]);
+    // One tuner, so the lineup's second channel meets the tuner limit.
+    let d = Daemon::start(&sim, data.path(), &[("XG2G_MAX_STREAMS", "1")]);
     d.refresh();
     let base = format!("http://{}", d.addr);
 
@@ -111,7 +113,11 @@ fn endpoints_have_the_exact_shapes_clients_expect_and_the_id_survives_restarts()
     assert_eq!(discover.status, 200);
     assert_eq!(discover.header("content-type"), Some("application/json"));
     let v = discover.json();
-    assert!(v["TunerCount"].is_u64(), "TunerCount must be an integer: {v}");
+    assert!(
+        v["TunerCount"].is_u64(),
+        "TunerCount must be an integer: {v}"
+    );
+    assert_eq!(v["TunerCount"], 1);
     assert_eq!(v["TunerCount"], d.status()["streams"]["limit"]);
     let id_text = v["DeviceID"].as_str().expect("DeviceID string");
     assert_eq!(id_text.len(), 8);
@@ -169,6 +175,11 @@ fn endpoints_have_the_exact_shapes_clients_expect_and_the_id_survives_restarts()
     if let Some(b) = first.first() {
         assert_eq!(*b, 0x47);
     }
+    // The one tuner is taken: another channel gets what a busy HDHomeRun answers.
+    let other = entries[1]["URL"].as_str().unwrap();
+    let busy = d.get(&other[base.len()..]);
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.header("x-hdhomerun-error"), Some("805"));
     drop(sock);
 
     assert_eq!(
@@ -184,7 +195,10 @@ fn endpoints_have_the_exact_shapes_clients_expect_and_the_id_survives_restarts()
     eventually(Duration::from_secs(20), "the scan's refresh", || {
         d.status()["refresh"]["completed"].as_u64().unwrap_or(0) > before
     });
-    assert_eq!(http(d.addr, "POST", "/lineup.post?scan=abort", &[]).status, 200);
+    assert_eq!(
+        http(d.addr, "POST", "/lineup.post?scan=abort", &[]).status,
+        200
+    );
     assert_eq!(http(d.addr, "POST", "/lineup.post?scan=x", &[]).status, 400);
 
     // device.xml (also at /) is well-formed XML naming the same device.
@@ -193,13 +207,23 @@ fn endpoints_have_the_exact_shapes_clients_expect_and_the_id_survives_restarts()
     assert_eq!(d.get("/").body, xml.body);
     let file = data.path().join("device.xml");
     std::fs::write(&file, &xml.body).unwrap();
-    let (ok, out) = run_tool("xmllint", &["--noout", file.to_str().unwrap()], "libxml2-utils");
+    let (ok, out) = run_tool(
+        "xmllint",
+        &["--noout", file.to_str().unwrap()],
+        "libxml2-utils",
+    );
     assert!(ok, "xmllint: {out}");
     let text = xml.text();
     assert!(text.contains("<deviceType>urn:schemas-upnp-org:device:MediaServer:1</deviceType>"));
     assert!(text.contains(&format!("<URLBase>{base}</URLBase>")));
     assert!(text.contains(&format!("<serialNumber>{id_text}</serialNumber>")));
-    let udn = text.split("<UDN>").nth(1).unwrap().split("</UDN>").next().unwrap();
+    let udn = text
+        .split("<UDN>")
+        .nth(1)
+        .unwrap()
+        .split("</UDN>")
+        .next()
+        .unwrap();
     assert!(udn.starts_with("uuid:"), "{udn}");
 
     // The same data folder, the same tuner.
@@ -215,14 +239,14 @@ fn endpoints_have_the_exact_shapes_clients_expect_and_the_id_survives_restarts()
         &sim,
         data.path(),
         &[
-            ("XG2G_HDHR_DEVICE_ID", "10100FED"),
+            ("XG2G_HDHR_DEVICE_ID", "103A9917"),
             ("XG2G_HDHR_TUNER_COUNT", "2"),
             ("XG2G_HDHR_FRIENDLY_NAME", "Wohnzimmer"),
             ("XG2G_PUBLIC_URL", "http://tv.lan:8080"),
         ],
     );
     let v = d.get("/discover.json").json();
-    assert_eq!(v["DeviceID"], "10100FED");
+    assert_eq!(v["DeviceID"], "103A9917");
     assert_eq!(v["TunerCount"], 2);
     assert_eq!(v["FriendlyName"], "Wohnzimmer");
     assert_eq!(v["BaseURL"], "http://tv.lan:8080");
@@ -259,7 +283,7 @@ fn hdhomerun_config_discovers_the_tuner_and_garbage_gets_no_answer() {
         data.path(),
         &[
             ("XG2G_HDHR_DISCOVERY_PORT", "65001"),
-            ("XG2G_HDHR_DEVICE_ID", "10100FED"),
+            ("XG2G_HDHR_DEVICE_ID", "103A9917"),
             ("XG2G_HDHR_TUNER_COUNT", "3"),
         ],
     );
@@ -274,7 +298,7 @@ fn hdhomerun_config_discovers_the_tuner_and_garbage_gets_no_answer() {
     );
     assert!(ok, "hdhomerun_config discover: {out}");
     assert!(
-        out.contains("hdhomerun device 10100FED found at 127.0.0.1"),
+        out.contains("hdhomerun device 103A9917 found at 127.0.0.1"),
         "{out}"
     );
 
@@ -288,7 +312,7 @@ fn hdhomerun_config_discovers_the_tuner_and_garbage_gets_no_answer() {
     let (n, _) = client.recv_from(&mut buf).expect("a discover reply");
     let tags = decode_reply(&buf[..n]);
     assert_eq!(tag(&tags, 0x01), 1u32.to_be_bytes(), "device type tuner");
-    assert_eq!(tag(&tags, 0x02), 0x1010_0FEDu32.to_be_bytes(), "device id");
+    assert_eq!(tag(&tags, 0x02), 0x103A_9917u32.to_be_bytes(), "device id");
     assert_eq!(tag(&tags, 0x10), [3], "tuner count");
     let base = format!("http://{}", d.addr);
     assert_eq!(tag(&tags, 0x2A), base.as_bytes(), "base URL");
@@ -299,10 +323,11 @@ fn hdhomerun_config_discovers_the_tuner_and_garbage_gets_no_answer() {
     );
     // Asked for by id and type: answered; another id or type: silence.
     client
-        .send_to(&discover_request(1, 0x1010_0FED), target)
+        .send_to(&discover_request(1, 0x103A_9917), target)
         .unwrap();
     assert!(client.recv_from(&mut buf).is_ok(), "asked by our id");
-    let answered = d.metric("xg2g_discovery_datagrams_total{protocol=\"hdhomerun\",result=\"answered\"}");
+    let answered =
+        d.metric("xg2g_discovery_datagrams_total{protocol=\"hdhomerun\",result=\"answered\"}");
 
     let mut garbage = discover_request(0xFFFF_FFFF, 0xFFFF_FFFF);
     let last = garbage.len() - 1;
@@ -310,7 +335,7 @@ fn hdhomerun_config_discovers_the_tuner_and_garbage_gets_no_answer() {
     let mut truncated = discover_request(0xFFFF_FFFF, 0xFFFF_FFFF);
     truncated.truncate(9);
     let silent: Vec<Vec<u8>> = vec![
-        discover_request(1, 0x1010_0FEE),
+        discover_request(1, 0x103A_9918),
         discover_request(5, 0xFFFF_FFFF),
         garbage,
         truncated,
@@ -338,7 +363,7 @@ fn hdhomerun_config_discovers_the_tuner_and_garbage_gets_no_answer() {
         &["discover", "127.0.0.1"],
         "hdhomerun-config",
     );
-    assert!(ok && out.contains("10100FED"), "{out}");
+    assert!(ok && out.contains("103A9917"), "{out}");
 }
 
 #[test]
@@ -430,7 +455,10 @@ fn ssdp_answers_searches_and_says_goodbye() {
     assert_eq!(header("CACHE-CONTROL"), "max-age=1800");
     assert_eq!(header("ST"), "urn:schemas-upnp-org:device:MediaServer:1");
     let usn = header("USN");
-    assert!(usn.starts_with("uuid:") && usn.ends_with("::urn:schemas-upnp-org:device:MediaServer:1"), "{usn}");
+    assert!(
+        usn.starts_with("uuid:") && usn.ends_with("::urn:schemas-upnp-org:device:MediaServer:1"),
+        "{usn}"
+    );
     // LOCATION serves a parseable device description of the same device.
     let xml = d.get("/device.xml");
     assert_eq!(xml.status, 200);
@@ -438,7 +466,9 @@ fn ssdp_answers_searches_and_says_goodbye() {
     assert!(xml.text().contains(&format!("<UDN>{uuid}</UDN>")));
 
     // ssdp:all gets one answer per type; another device's type gets none; garbage none.
-    client.send_to(search("ssdp:all").as_bytes(), target).unwrap();
+    client
+        .send_to(search("ssdp:all").as_bytes(), target)
+        .unwrap();
     for _ in 0..3 {
         client.recv_from(&mut buf).expect("ssdp:all responses");
     }
