@@ -564,6 +564,11 @@ mod tests {
     /// Runs `prog args` with `input` on stdin; returns stdout, panicking with stderr on
     /// failure. stdin is fed from a thread so a full stdout pipe cannot deadlock us.
     fn run(prog: &str, args: &[String], input: Vec<u8>) -> Vec<u8> {
+        run_full(prog, args, input).0
+    }
+
+    /// As [`run`], returning (stdout, stderr).
+    fn run_full(prog: &str, args: &[String], input: Vec<u8>) -> (Vec<u8>, String) {
         let mut child = Command::new(prog)
             .args(args)
             .stdin(Stdio::piped())
@@ -583,7 +588,10 @@ mod tests {
             "{prog} {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        out.stdout
+        (
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// 2 s of interlaced 720x576 MPEG-2 + MP2 in MPEG-TS, like DVB SD.
@@ -594,13 +602,14 @@ mod tests {
             "-f", "lavfi", "-i", "testsrc=size=720x576:rate=25",
             "-f", "lavfi", "-i", "sine",
             "-c:v", "mpeg2video", "-flags", "+ildct+ilme", "-top", "1",
-            "-c:a", "mp2", "-t", "2", "-f", "mpegts", "pipe:1",
+            "-c:a", "mp2", "-ac", "2", "-t", "2", "-f", "mpegts", "pipe:1",
         ]);
         run("ffmpeg", &args, Vec::new())
     }
 
-    /// (codec_type, codec_name, height, channels) per stream, from `ffprobe -show_streams`.
-    fn streams(ts: Vec<u8>) -> Vec<(String, String, u64, u64)> {
+    /// (codec_type, codec_name, height or channels, field_order) per stream, from
+    /// `ffprobe -show_streams`.
+    fn streams(ts: Vec<u8>) -> Vec<(String, String, u64, String)> {
         let args = v(&[
             "-v",
             "error",
@@ -617,15 +626,16 @@ mod tests {
                 (
                     s["codec_type"].as_str().unwrap_or("").to_owned(),
                     s["codec_name"].as_str().unwrap_or("").to_owned(),
-                    s["height"].as_u64().unwrap_or(0),
-                    s["channels"].as_u64().unwrap_or(0),
+                    s["height"].as_u64().or(s["channels"].as_u64()).unwrap_or(0),
+                    s["field_order"].as_str().unwrap_or("").to_owned(),
                 )
             })
             .collect()
     }
 
-    fn s(t: &str, c: &str, h: u64, ch: u64) -> (String, String, u64, u64) {
-        (t.to_owned(), c.to_owned(), h, ch)
+    /// One expected stream: kind, codec, height (video) or channels (audio), field order.
+    fn s(t: &str, c: &str, n: u64, f: &str) -> (String, String, u64, String) {
+        (t.to_owned(), c.to_owned(), n, f.to_owned())
     }
 
     #[test]
@@ -634,6 +644,14 @@ mod tests {
         need("ffprobe");
         let input = broadcast_ts();
         assert!(input.len() > 100_000, "generated input too small");
+        // The input really is interlaced, so "progressive" below proves yadif ran.
+        assert_eq!(
+            streams(input.clone()),
+            [
+                s("video", "mpeg2video", 576, "tt"),
+                s("audio", "mp2", 2, "")
+            ]
+        );
 
         let out = run(
             "ffmpeg",
@@ -642,29 +660,49 @@ mod tests {
         );
         assert_eq!(
             streams(out),
-            [s("video", "mpeg2video", 576, 0), s("audio", "aac", 0, 2)]
+            [
+                s("video", "mpeg2video", 576, "tt"),
+                s("audio", "aac", 2, "")
+            ]
         );
 
+        // As a wrapper like ffmpeg-sidecar would call it: its earlier `-loglevel
+        // level+info` must be overridden by ours, leaving stderr free of info lines.
+        let mut wrapped = v(&["-loglevel", "level+info"]);
+        wrapped.extend(ffmpeg_args(&profile("h264"), &Backend::Software));
+        let (out, stderr) = run_full("ffmpeg", &wrapped, input.clone());
+        assert!(!stderr.contains("[info]"), "info lines on stderr: {stderr}");
+        // 576 lines is below the 720 cap: kept, never upscaled; deinterlaced.
+        assert_eq!(
+            streams(out),
+            [
+                s("video", "h264", 576, "progressive"),
+                s("audio", "aac", 2, "")
+            ]
+        );
+
+        let user = parse_profiles(
+            "mobile:video=h264,height=480,bitrate=800k,audio_bitrate=64k,channels=1;\
+             small265:video=hevc,height=288,bitrate=500k,audio=copy",
+        )
+        .unwrap();
         let out = run(
             "ffmpeg",
-            &ffmpeg_args(&profile("h264"), &Backend::Software),
+            &ffmpeg_args(&user[0], &Backend::Software),
             input.clone(),
         );
-        // 576 lines is below the 720 cap: kept, never upscaled.
         assert_eq!(
             streams(out),
-            [s("video", "h264", 576, 0), s("audio", "aac", 0, 2)]
+            [
+                s("video", "h264", 480, "progressive"),
+                s("audio", "aac", 1, "")
+            ]
         );
-
-        let mobile = parse_profiles(
-            "mobile:video=h264,height=480,bitrate=800k,audio_bitrate=64k,channels=1",
-        )
-        .unwrap()
-        .remove(0);
-        let out = run("ffmpeg", &ffmpeg_args(&mobile, &Backend::Software), input);
+        let out = run("ffmpeg", &ffmpeg_args(&user[1], &Backend::Software), input);
+        // ffprobe reports no field order for HEVC in MPEG-TS.
         assert_eq!(
             streams(out),
-            [s("video", "h264", 480, 0), s("audio", "aac", 0, 1)]
+            [s("video", "hevc", 288, ""), s("audio", "mp2", 2, "")]
         );
     }
 
