@@ -1,3 +1,5 @@
 //! Transcoding: who gets the scarce encoders, and the ffmpeg sessions that use them.
 
+pub mod args;
+pub mod profile;
 pub mod queue;
