@@ -975,6 +975,160 @@ mod tests {
         }
     }
 
+    // --- real ffmpeg: every line it prints parses, and its failures classify ---
+
+    /// Runs ffmpeg with `-hide_banner -loglevel level+info` and `args`, feeding `stdin`;
+    /// when `read_out` is `Some(n)`, reads `n` bytes of stdout and closes it (the client
+    /// went away). Returns stderr split into lines the way a reader splitting on both
+    /// `\n` and `\r` would see them.
+    fn ffmpeg(args: &[&str], stdin: &[u8], read_out: Option<usize>) -> Vec<Vec<u8>> {
+        use std::io::{Read, Write};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "level+info"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ffmpeg not found: install Debian's ffmpeg (apt-get install ffmpeg)");
+        let mut input = child.stdin.take().expect("stdin piped");
+        let data = stdin.to_vec();
+        let feeder = std::thread::spawn(move || {
+            // ffmpeg may stop reading early; a broken pipe here is expected.
+            let _ = input.write_all(&data);
+        });
+        let mut stdout = child.stdout.take().expect("stdout piped");
+        match read_out {
+            Some(n) => {
+                let mut buf = vec![0; n];
+                stdout.read_exact(&mut buf).expect("ffmpeg wrote output");
+                drop(stdout);
+            }
+            None => {
+                let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+            }
+        }
+        let out = child.wait_with_output().expect("wait for ffmpeg");
+        feeder.join().expect("feeder thread");
+        out.stderr
+            .split(|b| *b == b'\n' || *b == b'\r')
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    /// Parses all lines; asserts each carries a level tag and returns the error/fatal
+    /// messages and the progress lines.
+    fn parse_all(lines: &[Vec<u8>]) -> (Vec<String>, Vec<Progress>) {
+        let mut errors = Vec::new();
+        let mut progress = Vec::new();
+        for raw in lines {
+            match parse_line(raw) {
+                Line::Log { level, message, .. } => {
+                    assert_ne!(level, Level::Unknown, "untagged: {message:?}");
+                    if level >= Level::Error {
+                        errors.push(message);
+                    }
+                }
+                Line::Progress(p) => progress.push(p),
+                Line::Blank => {}
+            }
+        }
+        (errors, progress)
+    }
+
+    fn kinds(errors: &[String]) -> Vec<&'static str> {
+        errors.iter().map(|m| classify(m)).collect()
+    }
+
+    #[test]
+    fn real_ffmpeg_failures_classify() {
+        let (errors, _) = parse_all(&ffmpeg(
+            &["-i", "/nonexistent.ts", "-f", "null", "-"],
+            b"",
+            None,
+        ));
+        assert!(kinds(&errors).contains(&"input_unreachable"), "{errors:?}");
+
+        let garbage: Vec<u8> = (0u32..20_000)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let (errors, _) = parse_all(&ffmpeg(
+            &["-i", "pipe:0", "-f", "null", "-"],
+            &garbage,
+            None,
+        ));
+        assert!(kinds(&errors).contains(&"input_invalid"), "{errors:?}");
+
+        let lavfi = ["-f", "lavfi", "-i", "testsrc=d=1"];
+        let (errors, _) = parse_all(&ffmpeg(
+            &[&lavfi[..], &["-c:v", "xg2g_nosuchenc", "-f", "null", "-"]].concat(),
+            b"",
+            None,
+        ));
+        assert_eq!(kinds(&errors), ["encoder_unavailable"], "{errors:?}");
+
+        let (errors, _) = parse_all(&ffmpeg(
+            &[
+                &["-init_hw_device", "vaapi=va:/dev/dri/xg2g-none"][..],
+                &lavfi[..],
+                &["-f", "null", "-"],
+            ]
+            .concat(),
+            b"",
+            None,
+        ));
+        assert_eq!(kinds(&errors).first(), Some(&"no_device"), "{errors:?}");
+
+        let (errors, _) = parse_all(&ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=d=5",
+                "-c:v",
+                "mpeg2video",
+                "-f",
+                "mpegts",
+                "pipe:1",
+            ],
+            b"",
+            Some(188 * 10),
+        ));
+        assert!(kinds(&errors).contains(&"broken_pipe"), "{errors:?}");
+        assert!(
+            kinds(&errors).iter().all(|k| *k == "broken_pipe"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn real_ffmpeg_progress_parses() {
+        let (errors, progress) = parse_all(&ffmpeg(
+            &[
+                "-stats",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=d=2:r=25",
+                "-f",
+                "null",
+                "-",
+            ],
+            b"",
+            None,
+        ));
+        assert!(errors.is_empty(), "{errors:?}");
+        let last = progress.last().expect("at least one stats line");
+        assert_eq!(last.frame, Some(50));
+        let t = last.out_time.expect("final time");
+        assert!(
+            t >= Duration::from_millis(1900) && t <= Duration::from_secs(2),
+            "{t:?}"
+        );
+        assert!(progress.iter().all(|p| p.frame.is_some()));
+    }
+
     mod prop {
         use super::super::*;
         use proptest::prelude::*;
