@@ -100,8 +100,9 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {
     /// A log message. `context` is the component in front of the level tag without its
-    /// pointer (`[h264 @ 0x55d0c8a0]` → `h264`); `message` is trimmed, non-empty, at most
-    /// about [`MAX_LINE_BYTES`] and free of control characters.
+    /// pointer (`[h264 @ 0x55d0c8a0]` → `h264`); `message` is trimmed, non-empty, free of
+    /// control characters, ends in `…` if the line was cut, and is at most
+    /// 3 × [`MAX_LINE_BYTES`] + 3 bytes (each invalid byte widens to a 3-byte U+FFFD).
     Log {
         /// Its level; `Unknown` when the line carried no known tag.
         level: Level,
