@@ -22,7 +22,7 @@ use crate::audit::{self, AuditKind};
 use crate::config::{EpgSource, LiveSettings, Settings};
 use crate::guide::{ChannelEntry, GuideWriter};
 use crate::http::percent_encode;
-use crate::limit::{Breaker, BreakerConfig};
+use crate::limit::BreakerConfig;
 use crate::lineup::{Lineup, LineupChannel, LineupStore};
 use crate::metrics::{Metrics, ReceiverLabels, ResultLabel};
 use crate::receiver::{self, Bouquet, Channel, Event, Gate, Observation, Receiver, ReceiverConfig};
@@ -198,12 +198,8 @@ impl Refresher {
         self.receiver().clear_cache();
     }
 
-    /// The circuit breaker every receiver request goes through (for the status page).
-    pub fn receiver_breaker(&self) -> &Arc<Breaker> {
-        self.gate.breaker()
-    }
-
-    /// The pacing and breaker every request to the receiver passes (picon fetches).
+    /// The pacing and breaker every request to the receiver passes (picon fetches; the
+    /// status page shows its breaker).
     pub fn receiver_gate(&self) -> &Arc<Gate> {
         &self.gate
     }

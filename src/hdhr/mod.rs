@@ -104,7 +104,8 @@ impl Hdhr {
             identity.uuid
         );
         let rate = NonZeroU32::new(REPLIES_PER_SECOND).unwrap_or(NonZeroU32::MIN);
-        let burst = rate.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+        // Two seconds' worth: a client that asks every interface at once is answered.
+        let burst = NonZeroU32::new(2 * REPLIES_PER_SECOND).unwrap_or(rate);
         let boot_id = u32::try_from(crate::refresh::unix_now() & 0x7FFF_FFFF).unwrap_or(1);
         Arc::new(Hdhr {
             identity,
@@ -128,8 +129,8 @@ impl Hdhr {
     /// The base URL for an HTTP request that named `host` (its `Host` header); see the
     /// module rules. A `Host` that is not a plain `host[:port]` is not trusted.
     pub fn base_url_for_request(s: &Settings, host: Option<&str>) -> String {
-        if let Some(url) = s.hdhr_base_url.as_ref().or(s.public_url.as_ref()) {
-            return url.clone();
+        if let Some(url) = configured_base(s) {
+            return url.to_string();
         }
         match host.filter(|h| is_plain_host(h)) {
             Some(host) => format!("http://{host}"),
@@ -139,8 +140,8 @@ impl Hdhr {
 
     /// The base URL for an answer to `peer` over UDP; see the module rules.
     fn base_url_for_peer(&self, s: &Settings, peer: SocketAddr) -> String {
-        if let Some(url) = s.hdhr_base_url.as_ref().or(s.public_url.as_ref()) {
-            return url.clone();
+        if let Some(url) = configured_base(s) {
+            return url.to_string();
         }
         let ip = if s.listen.ip().is_unspecified() {
             crate::refresh::local_ip_for(peer).unwrap_or(s.listen.ip())
@@ -254,6 +255,11 @@ impl Hdhr {
     fn may_reply(&self) -> bool {
         self.replies.check().allowed
     }
+}
+
+/// The base URL the settings fix: `XG2G_HDHR_BASE_URL`, else `XG2G_PUBLIC_URL`.
+fn configured_base(s: &Settings) -> Option<&str> {
+    s.hdhr_base_url.as_deref().or(s.public_url.as_deref())
 }
 
 /// `XG2G_HDHR_TUNER_COUNT`, else `stream_limit`.

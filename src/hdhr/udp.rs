@@ -102,10 +102,7 @@ impl Hdhr {
         let Some(shared) = lock(&self.ssdp_socket).take() else {
             return;
         };
-        let s = self.settings.get();
-        let location = format!("{}/device.xml", self.announce_base(&s, shared.group));
-        let device = self.ssdp_device(&location);
-        for message in ssdp::notifications(ssdp::Announce::ByeBye, &device) {
+        for message in self.notifications(ssdp::Announce::ByeBye, shared.group) {
             if let Err(e) = shared
                 .socket
                 .get_ref()
@@ -127,11 +124,19 @@ impl Hdhr {
         }
     }
 
+    /// The NOTIFY datagrams of `announce` for the multicast `group`, with the settings
+    /// in force now.
+    fn notifications(&self, announce: ssdp::Announce, group: SocketAddr) -> Vec<String> {
+        let s = self.settings.get();
+        let location = format!("{}/device.xml", self.announce_base(&s, group));
+        ssdp::notifications(announce, &self.ssdp_device(&location))
+    }
+
     /// The base URL multicast announcements carry: the multicast interface's address
     /// when one is configured, else as for an answer to the group.
     fn announce_base(&self, s: &Settings, group: SocketAddr) -> String {
         match s.ssdp_interface {
-            Some(ip) if s.hdhr_base_url.is_none() && s.public_url.is_none() => {
+            Some(ip) if super::configured_base(s).is_none() => {
                 crate::refresh::http_base(ip.into(), self.http_port)
             }
             _ => self.base_url_for_peer(s, group),
@@ -190,10 +195,7 @@ impl Hdhr {
 
     async fn announce(&self, shared: &SsdpSocket) {
         loop {
-            let s = self.settings.get();
-            let location = format!("{}/device.xml", self.announce_base(&s, shared.group));
-            let device = self.ssdp_device(&location);
-            for message in ssdp::notifications(ssdp::Announce::Alive, &device) {
+            for message in self.notifications(ssdp::Announce::Alive, shared.group) {
                 if let Err(e) = shared
                     .socket
                     .send_to(message.as_bytes(), shared.group)

@@ -359,7 +359,8 @@ impl Router {
     /// The HDHomeRun endpoints; 404 when the emulation is off.
     fn hdhr(&self, route: &'static str, req: &Request, ctx: &Ctx<'_>) -> Response {
         let s = &ctx.settings;
-        let Some(hdhr) = self.app.hdhr.as_ref().filter(|_| s.hdhr_enabled) else {
+        // `XG2G_HDHR_ENABLED` needs a restart: the app has a tuner exactly when it is on.
+        let Some(hdhr) = &self.app.hdhr else {
             return ErrorCode::NotFound.response();
         };
         let base = Hdhr::base_url_for_request(s, req.header("host"));
@@ -457,7 +458,7 @@ impl Router {
             return json_response(status, &json!({ "status": word }));
         }
         let st = self.app.refresher.status();
-        let breaker = self.app.refresher.receiver_breaker().state();
+        let breaker = self.app.refresher.receiver_gate().breaker().state();
         // An open breaker means the receiver is failing even before the next refresh.
         let receiver_ok =
             st.receiver_reachable.unwrap_or(false) && breaker != crate::limit::BreakerState::Open;
@@ -479,7 +480,7 @@ impl Router {
 
     fn status(&self, ctx: &Ctx<'_>) -> Response {
         let st = self.app.refresher.status();
-        let breaker = self.app.refresher.receiver_breaker();
+        let breaker = self.app.refresher.receiver_gate().breaker();
         let s = &ctx.settings;
         let body = json!({
             "version": env!("CARGO_PKG_VERSION"),

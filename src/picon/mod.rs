@@ -785,18 +785,14 @@ impl PiconCache {
     async fn fetch(&self, name: &str) -> Result<(Vec<u8>, bool), Error> {
         let permit = match &self.gate {
             None => None,
-            Some(gate) => match gate.enter().await {
-                Ok(permit) => Some(permit),
-                Err(rejected) => {
-                    return Err(Error::Fetch {
-                        name: name.to_owned(),
-                        cause: crate::receiver::Error::CircuitOpen {
-                            req: format!("GET {}/{name}.png", self.origin.prefix()),
-                            retry_after: rejected.retry_after,
-                        },
-                    });
-                }
-            },
+            Some(gate) => {
+                let req = || format!("GET {}/{name}.png", self.origin.prefix());
+                let permit = gate.enter(req).await.map_err(|cause| Error::Fetch {
+                    name: name.to_owned(),
+                    cause,
+                })?;
+                Some(permit)
+            }
         };
         let after = self.timeout.saturating_mul(FETCH_DEADLINE_FACTOR);
         let deadline = async {

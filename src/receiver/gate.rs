@@ -6,8 +6,9 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use super::Error;
 use crate::config::Live;
-use crate::limit::{Breaker, Permit, Rejected, TokenBucket};
+use crate::limit::{Breaker, Permit, TokenBucket};
 
 /// Pacing bucket plus breaker; see the module rules. `Send + Sync`; share as `Arc<Gate>`.
 #[derive(Debug)]
@@ -48,14 +49,20 @@ impl Gate {
     }
 
     /// Waits for this request's pacing token, then asks the breaker (after the wait, so
-    /// its state is fresh). The permit must be told how the request went; a rejection
-    /// means nothing may be sent.
-    pub async fn enter(&self) -> Result<Permit<'_>, Rejected> {
+    /// its state is fresh). The permit must be told how the request went. A rejection
+    /// is [`Error::CircuitOpen`] naming `req` (the request line, built only then):
+    /// nothing may be sent.
+    pub async fn enter(&self, req: impl FnOnce() -> String) -> Result<Permit<'_>, Error> {
         let wait = self.pacing.get().reserve();
         if !wait.is_zero() {
             async_io::Timer::after(wait).await;
         }
-        self.breaker.try_acquire()
+        self.breaker
+            .try_acquire()
+            .map_err(|rejected| Error::CircuitOpen {
+                req: req(),
+                retry_after: rejected.retry_after,
+            })
     }
 }
 
@@ -87,7 +94,7 @@ mod tests {
         let started = Instant::now();
         smol::block_on(async {
             for _ in 0..4 {
-                gate.enter().await.unwrap().success();
+                gate.enter(String::new).await.unwrap().success();
             }
         });
         // Two from the burst, then two at 50 ms each.
@@ -103,9 +110,9 @@ mod tests {
         let shared = breaker(2);
         let gate = Gate::new(shared.clone(), nz(100));
         smol::block_on(async {
-            gate.enter().await.unwrap().failure();
-            gate.enter().await.unwrap().failure();
-            assert!(gate.enter().await.is_err());
+            gate.enter(String::new).await.unwrap().failure();
+            gate.enter(String::new).await.unwrap().failure();
+            assert!(gate.enter(String::new).await.is_err());
         });
         assert_eq!(shared.state(), BreakerState::Open);
     }
@@ -113,7 +120,7 @@ mod tests {
     #[test]
     fn a_new_rate_replaces_the_bucket_and_the_same_rate_keeps_it() {
         let gate = Gate::with_burst(breaker(5), nz(1), nz(1));
-        smol::block_on(async { gate.enter().await.unwrap().success() });
+        smol::block_on(async { gate.enter(String::new).await.unwrap().success() });
         gate.set_rate(nz(1));
         // The same rate: the spent token is still spent.
         assert!(!gate.pacing.get().check().allowed);

@@ -472,13 +472,9 @@ impl Receiver {
         let mut backoff = BACKOFF_START;
         let mut attempt = 0u32;
         loop {
-            let permit = match self.inner.gate.enter().await {
+            let permit = match self.inner.gate.enter(|| self.request_line(&path)).await {
                 Ok(permit) => permit,
-                Err(rejected) => {
-                    let e = Error::CircuitOpen {
-                        req: self.request_line(&path),
-                        retry_after: rejected.retry_after,
-                    };
+                Err(e) => {
                     log::debug!("event=receiver_circuit_open endpoint={endpoint} error=\"{e}\"");
                     (self.inner.observe)(&Observation::Request(&RequestOutcome {
                         endpoint,

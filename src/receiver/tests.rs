@@ -88,6 +88,16 @@ fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body:
     let _ = stream.write_all(body);
 }
 
+/// An empty 500 answer (a box whose web interface is failing).
+fn server_error(stream: &mut TcpStream) {
+    respond(
+        stream,
+        "500 Internal Server Error",
+        &[("Content-Length", "0")],
+        b"",
+    );
+}
+
 fn json_ok(stream: &mut TcpStream, body: &str) {
     let len = body.len().to_string();
     respond(
@@ -416,12 +426,7 @@ fn refused_connection_is_a_connect_error_retried_with_backoff() {
 fn server_error_then_success_is_retried() {
     let server = Server::start(|i, _, s| {
         if i == 0 {
-            respond(
-                s,
-                "500 Internal Server Error",
-                &[("Content-Length", "0")],
-                b"",
-            );
+            server_error(s);
         } else {
             json_ok(s, BOUQUETS);
         }
@@ -948,12 +953,7 @@ fn an_open_breaker_sends_nothing_then_one_probe_decides() {
     // Four 500s (three to open it, one failed probe), then good answers.
     let server = Server::start(|i, _, s| {
         if i < 4 {
-            respond(
-                s,
-                "500 Internal Server Error",
-                &[("Content-Length", "0")],
-                b"",
-            );
+            server_error(s);
         } else {
             json_ok(s, BOUQUETS);
         }
@@ -1004,12 +1004,7 @@ fn answers_of_any_kind_keep_the_breaker_closed() {
             return;
         }
         match i % 3 {
-            0 => respond(
-                s,
-                "500 Internal Server Error",
-                &[("Content-Length", "0")],
-                b"",
-            ),
+            0 => server_error(s),
             1 => respond(s, "404 Not Found", &[("Content-Length", "0")], b""),
             _ => json_ok(s, "{\"bouquets\": [}"),
         }
