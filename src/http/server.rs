@@ -176,6 +176,23 @@ async fn wait_shutdown(signal: ShutdownSignal) {
 }
 
 /// Answers 503 to a connection over the cap without reading its request.
+/// Completes when the peer has closed the connection (EOF or reset) while a request is
+/// in progress. Pipelined bytes mean the client is there: then it never completes (and
+/// never polls the socket again, so nothing spins).
+async fn client_gone(stream: &Async<TcpStream>) {
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.get_ref().peek(&mut [0u8; 1]) {
+            Ok(0) => return,
+            Ok(_) => std::future::pending::<()>().await,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
 async fn reject_busy(mut stream: Async<TcpStream>, write_timeout: Duration) {
     let body = ErrorCode::ServerBusy.json_body();
     let head = format!(
@@ -283,7 +300,16 @@ impl Connection {
                 peer: self.peer,
                 body,
             };
-            let resp = self.handler.handle(req).await;
+            // A client that hangs up while its answer is being prepared (a stream waiting
+            // for a tuner or an encoder slot) drops the handler, and with it its place.
+            let served = async { Some(self.handler.handle(req).await) };
+            let gone = async {
+                client_gone(&self.stream).await;
+                None
+            };
+            let Some(resp) = served.or(gone).await else {
+                return;
+            };
             let close = wants_close || resp.close;
             match self.write_response(resp, is_head, http11, close).await {
                 Ok(()) => {}

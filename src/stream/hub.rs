@@ -20,6 +20,35 @@ use smol::io::AsyncRead;
 
 use super::StreamError;
 use super::open::{PortKind, READ_CHUNK};
+
+/// What a hub reads its stream from: the receiver's answer body, or an encoder's output.
+pub(super) trait Source: Send {
+    /// Reads the next bytes into `buf`; `Ok(0)` is the end of the stream.
+    fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, SourceError>> + Send;
+}
+
+/// Why a source stopped delivering.
+#[derive(Debug)]
+pub(super) struct SourceError {
+    /// Metric and log label (`timeout`, `io`, `ffmpeg_exit`, ...).
+    pub kind: &'static str,
+    /// What happened, for the log.
+    pub detail: String,
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// A source that delivered MPEG-TS: the rest of it, its first bytes, and (for the
+/// receiver) the port it came from.
+pub(super) struct Started<S> {
+    pub body: S,
+    pub first: Vec<u8>,
+    pub port: Option<PortKind>,
+}
 use super::ring::{ReadOutcome, Ring};
 
 /// Longest a waiting client is left without the bytes that arrived (players buffer
@@ -31,7 +60,7 @@ const WAKE_BYTES: usize = 32 * 1024;
 /// What the upstream task woke up for.
 enum Step {
     /// A read from the receiver finished.
-    Read(Result<usize, crate::receiver::Error>),
+    Read(Result<usize, SourceError>),
     /// Time to wake clients for bytes that arrived in small pieces.
     Flush,
     /// The hub was asked to stop.
@@ -196,9 +225,10 @@ impl Hub {
 
     /// Runs the upstream: `open` connects and returns the first bytes, then the body is
     /// pumped into the ring until it ends or the hub is stopped. Returns how it ended.
-    pub(super) async fn run<F>(self: &Arc<Self>, open: F, events: &dyn HubEvents) -> &'static str
+    pub(super) async fn run<F, S>(self: &Arc<Self>, open: F, events: &dyn HubEvents) -> &'static str
     where
-        F: std::future::Future<Output = Result<super::open::Opened, StreamError>>,
+        F: Future<Output = Result<Started<S>, StreamError>>,
+        S: Source,
     {
         let mut wakers = Vec::new();
         // One stop listener for the whole run: a fresh one per read would allocate.
@@ -216,7 +246,7 @@ impl Hub {
                 return "open_failed";
             }
         };
-        let super::open::Opened {
+        let Started {
             mut body,
             first,
             port,
@@ -227,7 +257,7 @@ impl Hub {
             ring.push(&first);
             st.ring = Some(ring);
             st.phase = Phase::Running;
-            st.port = Some(port);
+            st.port = port;
             st.take_wakers(&mut wakers);
             // Every client that waited for the open may have left meanwhile.
             (st.slots.is_empty() && !st.stopping).then_some(st.generation)
@@ -272,7 +302,7 @@ impl Hub {
                         "event=stream_upstream_error ref=\"{}\" error=\"{e}\"",
                         self.sref
                     );
-                    break e.kind();
+                    break e.kind;
                 }
                 Step::Flush => {}
                 Step::Stop => break "stopped",

@@ -18,6 +18,7 @@ use crate::receiver::Error as ReceiverError;
 use crate::receiver::http_client::{self, BodyReader, Origin};
 
 use super::StreamError;
+use super::hub::{Source, SourceError, Started};
 use super::ring::looks_like_ts;
 
 /// How long a port that worked for a channel (other than its default) is remembered.
@@ -62,11 +63,16 @@ impl PortKind {
     }
 }
 
-/// An upstream that delivered MPEG-TS: the rest of its body, and its first bytes.
-pub(super) struct Opened {
-    pub body: BodyReader,
-    pub first: Vec<u8>,
-    pub port: PortKind,
+/// An upstream of the receiver that delivered MPEG-TS.
+pub(super) type Opened = Started<BodyReader>;
+
+impl Source for BodyReader {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
+        BodyReader::read(self, buf).await.map_err(|e| SourceError {
+            kind: e.kind(),
+            detail: e.to_string(),
+        })
+    }
 }
 
 /// Why one attempt on one port failed.
@@ -210,7 +216,11 @@ impl Ports {
                         })
                         .inc();
                     self.learn(key, relay, port);
-                    return Ok(Opened { body, first, port });
+                    return Ok(Opened {
+                        body,
+                        first,
+                        port: Some(port),
+                    });
                 }
                 Err(failed) => {
                     if failed.transport {
