@@ -25,6 +25,7 @@ use xg2g::refresh::Refresher;
 use xg2g::reload::{ReloadSource, reload};
 use xg2g::sim::{Fault, SimConfig, Simulator};
 use xg2g::stream::StreamService;
+use xg2g::transcode::{DeviceSpec, Transcoder};
 
 const USAGE: &str = "\
 usage: xg2g [--config FILE] [serve]     run the daemon (settings: XG2G_* environment)
@@ -314,8 +315,16 @@ async fn start_daemon(
     let live = LiveSettings::new(settings.clone());
     let refresher = Refresher::new(live.clone(), lineup.clone(), metrics.clone(), ex.clone())
         .context("setting up the receiver client")?;
-    let streams = StreamService::new(settings, lineup, metrics.clone(), ex.clone())
-        .map_err(|e| anyhow::anyhow!("setting up the stream proxy: {e}"))?;
+    let hardware = smol::unblock(encoder_devices).await;
+    let transcoder = Transcoder::new(live.clone(), metrics.clone(), hardware);
+    let streams = StreamService::new(
+        settings,
+        lineup,
+        metrics.clone(),
+        ex.clone(),
+        transcoder.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("setting up the stream proxy: {e}"))?;
     let picon_config = PiconConfig::from_settings(settings);
     let picon_metrics = metrics.clone();
     // Picons from the receiver share its pacing and breaker with the OpenWebIF calls.
@@ -426,11 +435,21 @@ async fn start_daemon(
         }
     }
     life.start(ex, "refresh", refresher.run());
+    life.start(
+        ex,
+        "encoder-load",
+        transcoder.run_sampler(PathBuf::from("/"), settings.gpu_load_interval),
+    );
     life.start(ex, "rate-limit-janitor", rate_limit_janitor(app.clone()));
     if let Some(file) = config_file {
         life.start(ex, "config-watch", watch_config(app.clone(), file));
     }
     Ok(app)
+}
+
+/// The hardware encoders: none until discovery lands.
+fn encoder_devices() -> Vec<DeviceSpec> {
+    Vec::new()
 }
 
 /// Every few seconds, forgets rate-limited clients whose buckets are full again, so the

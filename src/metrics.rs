@@ -83,6 +83,155 @@ pub struct DiscoveryLabels {
     pub result: String,
 }
 
+/// Label naming an encoder device (`software`, `vaapi:/dev/dri/renderD128`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabel {
+    /// The device id as `/api/v1/encoders` lists it.
+    pub device: String,
+}
+
+/// Label of a transcode queue priority.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabel {
+    /// `preview`, `normal` or `active`.
+    pub priority: String,
+}
+
+/// Label of an encoder backend.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    /// `software`, `vaapi` or `v4l2m2m`.
+    pub backend: String,
+}
+
+/// Labels of transcode errors: the backend and the error class from ffmpeg's stderr.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TranscodeErrorLabels {
+    /// `software`, `vaapi` or `v4l2m2m`.
+    pub backend: String,
+    /// A `transcode::ffmpeg_log::KINDS` class, or `spawn`, `exit`, `stall`, `no_output`.
+    pub kind: String,
+}
+
+/// Label of a stream's delivery mode.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    /// `copy` (the plain proxy), `transcode` or `hls`.
+    pub mode: String,
+}
+
+/// The transcoding families (`xg2g_gpu_*`, `xg2g_transcode_*`, streams by mode).
+pub struct TranscodeMetrics {
+    /// `xg2g_gpu_utilization_percent{device}`: load read from sysfs/debugfs.
+    pub utilization: Family<DeviceLabel, Gauge<f64, AtomicU64>>,
+    /// `xg2g_gpu_queue_size{priority}`: requests waiting for an encoder slot.
+    pub queue_size: Family<PriorityLabel, Gauge>,
+    /// `xg2g_gpu_queue_wait_seconds{priority}`: time from request to slot.
+    pub queue_wait: Family<PriorityLabel, Histogram, fn() -> Histogram>,
+    /// `xg2g_gpu_queue_rejections_total{reason}`: `full`, `timeout`, `no_device`.
+    pub queue_rejections: Family<ReasonLabel, Counter>,
+    /// `xg2g_gpu_active_workers`: encoder slots held now.
+    pub active_workers: Gauge,
+    /// `xg2g_transcode_sessions_total{backend}`: ffmpeg children started.
+    pub sessions: Family<BackendLabel, Counter>,
+    /// `xg2g_transcode_errors_total{backend,kind}`.
+    pub errors: Family<TranscodeErrorLabels, Counter>,
+    /// `xg2g_transcode_restarts_total{backend}`: crashed children restarted.
+    pub restarts: Family<BackendLabel, Counter>,
+    /// `xg2g_active_streams_by_mode{mode}`: stream clients now, by mode.
+    pub streams_by_mode: Family<ModeLabel, Gauge>,
+}
+
+impl TranscodeMetrics {
+    fn new(registry: &mut Registry) -> TranscodeMetrics {
+        fn wait_histogram() -> Histogram {
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+        }
+        let m = TranscodeMetrics {
+            utilization: Family::default(),
+            queue_size: Family::default(),
+            queue_wait: Family::new_with_constructor(wait_histogram),
+            queue_rejections: Family::default(),
+            active_workers: Gauge::default(),
+            sessions: Family::default(),
+            errors: Family::default(),
+            restarts: Family::default(),
+            streams_by_mode: Family::default(),
+        };
+        registry.register(
+            "gpu_utilization_percent",
+            "Encoder device load in percent, read from sysfs/debugfs",
+            m.utilization.clone(),
+        );
+        registry.register(
+            "gpu_queue_size",
+            "Transcode requests waiting for an encoder slot, by priority",
+            m.queue_size.clone(),
+        );
+        registry.register(
+            "gpu_queue_wait_seconds",
+            "Time transcode requests waited for an encoder slot, by priority",
+            m.queue_wait.clone(),
+        );
+        registry.register(
+            "gpu_queue_rejections",
+            "Transcode requests refused without a slot, by reason",
+            m.queue_rejections.clone(),
+        );
+        registry.register(
+            "gpu_active_workers",
+            "Encoder slots held by transcode sessions now",
+            m.active_workers.clone(),
+        );
+        registry.register(
+            "transcode_sessions",
+            "ffmpeg transcode children started, by backend",
+            m.sessions.clone(),
+        );
+        registry.register(
+            "transcode_errors",
+            "Transcode failures by backend and kind",
+            m.errors.clone(),
+        );
+        registry.register(
+            "transcode_restarts",
+            "Crashed ffmpeg children restarted, by backend",
+            m.restarts.clone(),
+        );
+        registry.register(
+            "active_streams_by_mode",
+            "Stream clients connected now, by mode (copy, transcode, hls)",
+            m.streams_by_mode.clone(),
+        );
+        for mode in ["copy", "transcode", "hls"] {
+            m.mode(mode).set(0);
+        }
+        m
+    }
+
+    /// Counts one transcode error of `kind` on `backend`.
+    pub fn count_error(&self, backend: &str, kind: &str) {
+        self.errors
+            .get_or_create(&TranscodeErrorLabels {
+                backend: backend.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// The client gauge of `mode`.
+    pub fn mode(&self, mode: &str) -> Gauge {
+        self.streams_by_mode
+            .get_or_create(&ModeLabel {
+                mode: mode.to_string(),
+            })
+            .clone()
+    }
+}
+
+/// Something to refresh right before a scrape is encoded (e.g. queue lengths).
+type ScrapeHook = Box<dyn Fn() + Send + Sync>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: String,
@@ -139,8 +288,12 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabel, Counter>,
     /// `xg2g_discovery_datagrams_total{protocol,result}`.
     pub discovery_datagrams: Family<DiscoveryLabels, Counter>,
+    /// Transcoding: encoder queue, devices, sessions.
+    pub transcode: TranscodeMetrics,
     /// Resident memory of this process, sampled at scrape time.
     rss: Gauge,
+    /// Run before every scrape.
+    scrape_hooks: std::sync::Mutex<Vec<ScrapeHook>>,
 }
 
 impl Metrics {
@@ -322,6 +475,7 @@ impl Metrics {
             "SSDP and HDHomeRun discovery datagrams received, by protocol and result",
             discovery_datagrams.clone(),
         );
+        let transcode = TranscodeMetrics::new(&mut registry);
         registry.register("build_info", "Version of the running daemon", build_info);
         Metrics {
             registry,
@@ -349,8 +503,18 @@ impl Metrics {
             auth_failures,
             config_reloads,
             discovery_datagrams,
+            transcode,
             rss,
+            scrape_hooks: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Runs `hook` right before every scrape (for values cheaper to read than to track).
+    pub fn on_scrape(&self, hook: ScrapeHook) {
+        self.scrape_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
     }
 
     /// Counts one HTTP request.
@@ -400,6 +564,14 @@ impl Metrics {
 
     /// Prometheus text exposition (format 0.0.4), accepted by `promtool check metrics`.
     pub fn encode(&self) -> String {
+        for hook in self
+            .scrape_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            hook();
+        }
         if let Some(bytes) = resident_memory_bytes() {
             self.rss.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }

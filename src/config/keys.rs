@@ -48,6 +48,7 @@ impl KeyInfo {
                 | Field::UseProxyUrls
                 | Field::StreamToken
                 | Field::RelayPort
+                | Field::DefaultProfile
         )
     }
 
@@ -77,6 +78,11 @@ impl KeyInfo {
                 | Field::SsdpPort
                 | Field::SsdpListen
                 | Field::SsdpInterface
+                | Field::GpuQueueSize
+                | Field::GpuQueueWorkers
+                | Field::TranscodeCpuSlots
+                | Field::GpuQueueMaxWait
+                | Field::GpuLoadInterval
                 | Field::LogLevel
         )
     }
@@ -152,6 +158,16 @@ pub(super) enum Field {
     SsdpPort,
     SsdpListen,
     SsdpInterface,
+    FfmpegPath,
+    DefaultProfile,
+    TranscodeProfiles,
+    GpuQueueSize,
+    GpuQueueWorkers,
+    TranscodeCpuSlots,
+    GpuQueueMaxWait,
+    GpuMaxLoad,
+    GpuLoadInterval,
+    TranscodeMaxRestarts,
     LogLevel,
 }
 
@@ -181,7 +197,7 @@ impl KeyInfo {
 }
 
 /// Every setting, in `Settings` field order.
-pub(super) static KEYS: [KeyInfo; 68] = [
+pub(super) static KEYS: [KeyInfo; 78] = [
     key(
         "XG2G_OWI_BASE",
         "owi_base",
@@ -654,6 +670,77 @@ pub(super) static KEYS: [KeyInfo; 68] = [
         "",
         "IPv4 address of the interface that joins 239.255.255.250 and sends NOTIFY; unset = the system's default multicast interface.",
         Field::SsdpInterface,
+    ),
+    key(
+        "XG2G_FFMPEG_PATH",
+        "ffmpeg_path",
+        "ffmpeg",
+        "The ffmpeg program transcodes run (a name looked up in PATH, or a path).",
+        Field::FfmpegPath,
+    )
+    .also(&["XG2G_FFMPEG_BIN"]),
+    key(
+        "XG2G_DEFAULT_PROFILE",
+        "default_profile",
+        "copy",
+        "The transcode profile the playlist's stream links ask for: copy (no transcode), aac, h264, or a name from XG2G_TRANSCODE_PROFILES.",
+        Field::DefaultProfile,
+    ),
+    key(
+        "XG2G_TRANSCODE_PROFILES",
+        "transcode_profiles",
+        "",
+        "User profiles, e.g. mobile:video=h264,height=480,bitrate=1200k;radio:audio=aac (see Transcoding); a name of a built-in replaces it, except copy.",
+        Field::TranscodeProfiles,
+    ),
+    key(
+        "XG2G_GPU_QUEUE_SIZE",
+        "gpu_queue_size",
+        "100",
+        "Transcode requests that may wait for an encoder slot, 0 to 10000; beyond that 503 E024.",
+        Field::GpuQueueSize,
+    ),
+    key(
+        "XG2G_GPU_QUEUE_WORKERS",
+        "gpu_queue_workers",
+        "",
+        "Concurrent sessions of each hardware encoder, 1 to 64; unset = 4 per VAAPI GPU, 1 per V4L2 M2M encoder.",
+        Field::GpuQueueWorkers,
+    ),
+    key(
+        "XG2G_TRANSCODE_CPU_SLOTS",
+        "transcode_cpu_slots",
+        "",
+        "Concurrent software (CPU) transcodes, 0 (none) to 64; unset = half the CPU cores, at least 1.",
+        Field::TranscodeCpuSlots,
+    ),
+    key(
+        "XG2G_GPU_QUEUE_MAX_WAIT",
+        "gpu_queue_max_wait",
+        "30s",
+        "Longest a transcode request waits for an encoder slot, 1s to 10m; then 503 E025.",
+        Field::GpuQueueMaxWait,
+    ),
+    key(
+        "XG2G_GPU_MAX_LOAD",
+        "gpu_max_load",
+        "85",
+        "Load percent (from sysfs) above which a hardware encoder takes no new sessions, 1 to 100.",
+        Field::GpuMaxLoad,
+    ),
+    key(
+        "XG2G_GPU_LOAD_INTERVAL",
+        "gpu_load_interval",
+        "2s",
+        "How often encoder load is read from sysfs/debugfs, 0s (off) to 1m.",
+        Field::GpuLoadInterval,
+    ),
+    key(
+        "XG2G_TRANSCODE_MAX_RESTARTS",
+        "transcode_max_restarts",
+        "3",
+        "Times a crashed ffmpeg of a watched stream is restarted before its clients are ended, 0 to 20.",
+        Field::TranscodeMaxRestarts,
     ),
     key(
         "XG2G_LOG_LEVEL",

@@ -24,6 +24,7 @@ pub use live::{FileStamp, Live, LiveSettings};
 pub use value::format_duration;
 
 use crate::limit::IpSet;
+use crate::transcode::profile::{Profiles, parse_profiles};
 
 use keys::{Field, KEYS};
 use value::IntRange;
@@ -174,6 +175,27 @@ pub struct Settings {
     pub ssdp_listen: Ipv4Addr,
     /// `XG2G_SSDP_INTERFACE`: the multicast interface's address; `None` = the system's choice.
     pub ssdp_interface: Option<Ipv4Addr>,
+    /// `XG2G_FFMPEG_PATH` (`ffmpeg`): the program transcodes run.
+    pub ffmpeg_path: PathBuf,
+    /// `XG2G_DEFAULT_PROFILE` (`copy`): the profile playlist links ask for; always a
+    /// profile that exists (checked against `transcode_profiles`).
+    pub default_profile: String,
+    /// `XG2G_TRANSCODE_PROFILES`: user profiles, text that `parse_profiles` accepted.
+    pub transcode_profiles: String,
+    /// `XG2G_GPU_QUEUE_SIZE` (100, 0..=10000): transcode requests waiting for a slot.
+    pub gpu_queue_size: usize,
+    /// `XG2G_GPU_QUEUE_WORKERS` (1..=64): sessions per hardware encoder; `None` = per backend.
+    pub gpu_queue_workers: Option<u32>,
+    /// `XG2G_TRANSCODE_CPU_SLOTS` (0..=64): software sessions; `None` = half the cores.
+    pub transcode_cpu_slots: Option<u32>,
+    /// `XG2G_GPU_QUEUE_MAX_WAIT` (30s, 1s..=10m).
+    pub gpu_queue_max_wait: Duration,
+    /// `XG2G_GPU_MAX_LOAD` (85, 1..=100): percent above which a device takes no new session.
+    pub gpu_max_load: u32,
+    /// `XG2G_GPU_LOAD_INTERVAL` (2s, 0 = off, ..=1m).
+    pub gpu_load_interval: Duration,
+    /// `XG2G_TRANSCODE_MAX_RESTARTS` (3, 0..=20).
+    pub transcode_max_restarts: u32,
     /// `XG2G_LOG_LEVEL` (`info`): default log filter when `RUST_LOG` is unset.
     pub log_level: String,
 }
@@ -314,6 +336,13 @@ const MAX_CLIENTS: IntRange = IntRange {
 };
 const OWI_CACHE_TTL: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(86_400));
 const CONFIG_WATCH: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(3600));
+const GPU_QUEUE_SIZE: IntRange = IntRange { lo: 0, hi: 10_000 };
+const ENCODER_SLOTS: IntRange = IntRange { lo: 1, hi: 64 };
+const CPU_SLOTS: IntRange = IntRange { lo: 0, hi: 64 };
+const GPU_MAX_LOAD: IntRange = IntRange { lo: 1, hi: 100 };
+const TRANSCODE_MAX_RESTARTS: IntRange = IntRange { lo: 0, hi: 20 };
+const GPU_QUEUE_MAX_WAIT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
+const GPU_LOAD_INTERVAL: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(60));
 const STREAM_LINGER: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(600));
 const STREAM_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
 const REFRESH_INTERVAL: (Duration, Duration) =
@@ -327,6 +356,9 @@ const LABEL_ALLOWED: &str = "must be 1 to 64 printable characters";
 const DEVICE_ID_ALLOWED: &str = "must be 8 hex digits that pass the HDHomeRun checksum";
 const IPV4_ALLOWED: &str = "must be an IPv4 address like 192.168.1.5";
 const PATH_ALLOWED: &str = "must be a folder path";
+const PROGRAM_ALLOWED: &str = "must be a program name or path";
+const PROFILE_NAME_ALLOWED: &str =
+    "must be a profile name: copy, aac, h264 or one from XG2G_TRANSCODE_PROFILES";
 const IP_SET_ALLOWED: &str = "must be a comma list of addresses or networks";
 const BOUQUET_ALLOWED: &str = "must be a comma list or an array of bouquet names";
 
@@ -405,6 +437,16 @@ impl Settings {
             ssdp_port: 1900,
             ssdp_listen: Ipv4Addr::UNSPECIFIED,
             ssdp_interface: None,
+            ffmpeg_path: PathBuf::from("ffmpeg"),
+            default_profile: "copy".to_string(),
+            transcode_profiles: String::new(),
+            gpu_queue_size: 100,
+            gpu_queue_workers: None,
+            transcode_cpu_slots: None,
+            gpu_queue_max_wait: Duration::from_secs(30),
+            gpu_max_load: 85,
+            gpu_load_interval: Duration::from_secs(2),
+            transcode_max_restarts: 3,
             log_level: "info".to_string(),
         }
     }
@@ -419,6 +461,8 @@ impl Settings {
         let mut settings = Settings::defaults();
         // Remembered to name the right key if the two listeners collide.
         let mut metrics_setting = None;
+        // Likewise for a default profile that names no profile.
+        let mut profile_setting = None;
         if let Some(path) = file {
             let table = read_table(path)?;
             for (name, value) in &table {
@@ -436,6 +480,9 @@ impl Settings {
                 at.apply(&mut settings)?;
                 if info.field == Field::MetricsListen {
                     metrics_setting = Some(at.setting());
+                }
+                if info.field == Field::DefaultProfile {
+                    profile_setting = Some(at.setting());
                 }
             }
         }
@@ -459,6 +506,21 @@ impl Settings {
             if info.field == Field::MetricsListen {
                 metrics_setting = Some(at.setting());
             }
+            if info.field == Field::DefaultProfile {
+                profile_setting = Some(at.setting());
+            }
+        }
+        if settings.profiles().get(&settings.default_profile).is_none() {
+            return Err(ConfigError::Invalid {
+                key: "XG2G_DEFAULT_PROFILE",
+                setting: profile_setting.unwrap_or_else(|| {
+                    format!("XG2G_DEFAULT_PROFILE=\"{}\"", settings.default_profile)
+                }),
+                problem: format!(
+                    "names no profile; the profiles are {}",
+                    settings.profiles().names().join(", ")
+                ),
+            });
         }
         if settings.owi_base.is_empty() {
             return Err(ConfigError::MissingOwiBase {
@@ -595,6 +657,21 @@ impl Settings {
             Field::SsdpInterface => self
                 .ssdp_interface
                 .map_or_else(|| UNSET.to_string(), |a| a.to_string()),
+            Field::FfmpegPath => one_line(&self.ffmpeg_path.to_string_lossy()),
+            Field::DefaultProfile => self.default_profile.clone(),
+            Field::TranscodeProfiles if self.transcode_profiles.is_empty() => UNSET.to_string(),
+            Field::TranscodeProfiles => one_line(&self.transcode_profiles),
+            Field::GpuQueueSize => self.gpu_queue_size.to_string(),
+            Field::GpuQueueWorkers => self
+                .gpu_queue_workers
+                .map_or_else(|| UNSET.to_string(), |n| n.to_string()),
+            Field::TranscodeCpuSlots => self
+                .transcode_cpu_slots
+                .map_or_else(|| UNSET.to_string(), |n| n.to_string()),
+            Field::GpuQueueMaxWait => format_duration(self.gpu_queue_max_wait),
+            Field::GpuMaxLoad => self.gpu_max_load.to_string(),
+            Field::GpuLoadInterval => format_duration(self.gpu_load_interval),
+            Field::TranscodeMaxRestarts => self.transcode_max_restarts.to_string(),
             Field::LogLevel => self.log_level.clone(),
         }
     }
@@ -623,7 +700,18 @@ impl Settings {
         self.ssdp_port = running.ssdp_port;
         self.ssdp_listen = running.ssdp_listen;
         self.ssdp_interface = running.ssdp_interface;
+        self.gpu_queue_size = running.gpu_queue_size;
+        self.gpu_queue_workers = running.gpu_queue_workers;
+        self.transcode_cpu_slots = running.transcode_cpu_slots;
+        self.gpu_queue_max_wait = running.gpu_queue_max_wait;
+        self.gpu_load_interval = running.gpu_load_interval;
         self.log_level = running.log_level.clone();
+    }
+
+    /// The transcode profiles in force: the built-ins overlaid with
+    /// `XG2G_TRANSCODE_PROFILES` (validated when loaded, so it always parses).
+    pub fn profiles(&self) -> Profiles {
+        Profiles::new(parse_profiles(&self.transcode_profiles).unwrap_or_default())
     }
 
     /// The keys whose values differ between `self` and `new` (secrets compared by
@@ -1075,6 +1163,40 @@ impl<'a> At<'a> {
             Field::SsdpListen => s.ssdp_listen = self.parsed(IPV4_ALLOWED, value::parse_ipv4)?,
             Field::SsdpInterface => {
                 s.ssdp_interface = Some(self.parsed(IPV4_ALLOWED, value::parse_ipv4)?)
+            }
+            Field::FfmpegPath => {
+                let program = self.text(PROGRAM_ALLOWED)?;
+                if program.is_empty() || program.chars().any(char::is_control) {
+                    return Err(self.fail(PROGRAM_ALLOWED));
+                }
+                s.ffmpeg_path = PathBuf::from(program);
+            }
+            Field::DefaultProfile => {
+                s.default_profile = self.parsed(PROFILE_NAME_ALLOWED, |t| {
+                    let ok = !t.is_empty()
+                        && t.len() <= crate::transcode::profile::MAX_NAME_LEN
+                        && t.bytes()
+                            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+                    if ok {
+                        Ok(t.to_string())
+                    } else {
+                        Err(PROFILE_NAME_ALLOWED.to_string())
+                    }
+                })?
+            }
+            Field::TranscodeProfiles => {
+                let text = self.text(TEXT_ALLOWED)?;
+                parse_profiles(text).map_err(|e| self.fail(e.to_string()))?;
+                s.transcode_profiles = text.to_string();
+            }
+            Field::GpuQueueSize => s.gpu_queue_size = self.uint_as(GPU_QUEUE_SIZE)?,
+            Field::GpuQueueWorkers => s.gpu_queue_workers = Some(self.uint_as(ENCODER_SLOTS)?),
+            Field::TranscodeCpuSlots => s.transcode_cpu_slots = Some(self.uint_as(CPU_SLOTS)?),
+            Field::GpuQueueMaxWait => s.gpu_queue_max_wait = self.duration(GPU_QUEUE_MAX_WAIT)?,
+            Field::GpuMaxLoad => s.gpu_max_load = self.uint_as(GPU_MAX_LOAD)?,
+            Field::GpuLoadInterval => s.gpu_load_interval = self.duration(GPU_LOAD_INTERVAL)?,
+            Field::TranscodeMaxRestarts => {
+                s.transcode_max_restarts = self.uint_as(TRANSCODE_MAX_RESTARTS)?
             }
             Field::LogLevel => {
                 s.log_level = self.parsed(value::LOG_LEVEL_ALLOWED, value::parse_log_level)?

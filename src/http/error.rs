@@ -51,11 +51,21 @@ pub enum ErrorCode {
     PiconFetchFailed,
     /// E022 (422): reloaded settings are invalid; the running settings stay in force.
     ConfigInvalid,
+    /// E023 (400): `?profile=` names no transcode profile.
+    UnknownProfile,
+    /// E024 (503): the transcode queue is full (`XG2G_GPU_QUEUE_SIZE` waiting).
+    EncoderQueueFull,
+    /// E025 (503): no encoder slot freed up within `XG2G_GPU_QUEUE_MAX_WAIT`.
+    EncoderQueueTimeout,
+    /// E026 (503): no encoder device can run this profile (or all have capacity 0).
+    NoEncoder,
+    /// E027 (502): ffmpeg failed to start or delivered no stream.
+    TranscodeFailed,
 }
 
 impl ErrorCode {
     /// Every code, in code order (the README table and its test use this).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::RateLimited,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -78,6 +88,11 @@ impl ErrorCode {
         ErrorCode::PiconNotFound,
         ErrorCode::PiconFetchFailed,
         ErrorCode::ConfigInvalid,
+        ErrorCode::UnknownProfile,
+        ErrorCode::EncoderQueueFull,
+        ErrorCode::EncoderQueueTimeout,
+        ErrorCode::NoEncoder,
+        ErrorCode::TranscodeFailed,
     ];
 
     /// The stable code, e.g. `E005`.
@@ -105,6 +120,11 @@ impl ErrorCode {
             ErrorCode::PiconNotFound => "E020",
             ErrorCode::PiconFetchFailed => "E021",
             ErrorCode::ConfigInvalid => "E022",
+            ErrorCode::UnknownProfile => "E023",
+            ErrorCode::EncoderQueueFull => "E024",
+            ErrorCode::EncoderQueueTimeout => "E025",
+            ErrorCode::NoEncoder => "E026",
+            ErrorCode::TranscodeFailed => "E027",
         }
     }
 
@@ -122,9 +142,14 @@ impl ErrorCode {
             ErrorCode::NotReady
             | ErrorCode::ServerBusy
             | ErrorCode::TunerLimit
-            | ErrorCode::ReceiverUnavailable => 503,
-            ErrorCode::BadRequest | ErrorCode::InvalidRef => 400,
-            ErrorCode::StreamOpenFailed | ErrorCode::PiconFetchFailed => 502,
+            | ErrorCode::ReceiverUnavailable
+            | ErrorCode::EncoderQueueFull
+            | ErrorCode::EncoderQueueTimeout
+            | ErrorCode::NoEncoder => 503,
+            ErrorCode::BadRequest | ErrorCode::InvalidRef | ErrorCode::UnknownProfile => 400,
+            ErrorCode::StreamOpenFailed
+            | ErrorCode::PiconFetchFailed
+            | ErrorCode::TranscodeFailed => 502,
             ErrorCode::HeadTooLarge => 431,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::Internal => 500,
@@ -162,6 +187,11 @@ impl ErrorCode {
             ErrorCode::PiconNotFound => "no picon for this channel",
             ErrorCode::PiconFetchFailed => "the picon could not be fetched from the receiver",
             ErrorCode::ConfigInvalid => "invalid settings; the running settings are kept",
+            ErrorCode::UnknownProfile => "no such transcode profile",
+            ErrorCode::EncoderQueueFull => "transcode queue is full",
+            ErrorCode::EncoderQueueTimeout => "no encoder slot freed up in time",
+            ErrorCode::NoEncoder => "no encoder can run this profile",
+            ErrorCode::TranscodeFailed => "the transcoder failed",
         }
     }
 

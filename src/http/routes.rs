@@ -30,6 +30,7 @@ use crate::picon::PiconCache;
 use crate::refresh::{Refresher, Triggered, wait_for_completion};
 use crate::reload::{ReloadSource, reload};
 use crate::stream::{StreamError, StreamService};
+use crate::transcode::profile::{Profile, from_transcode_param};
 
 /// The state the routes need; built once in `main`.
 pub struct App {
@@ -131,6 +132,7 @@ impl Router {
             "/healthz" => ("healthz", "GET, HEAD", None, Guard::Open),
             "/readyz" if main => ("readyz", "GET, HEAD", None, Guard::Open),
             "/api/v1/status" if main => ("status", "GET, HEAD", api, Guard::Open),
+            "/api/v1/encoders" if main => ("encoders", "GET, HEAD", api, Guard::Open),
             "/api/v1/refresh" if main => ("refresh", "POST", api, Guard::ApiToken),
             "/api/v1/config/reload" if main => ("reload", "POST", api, Guard::ApiToken),
             "/metrics" if metrics_here => ("metrics", "GET, HEAD", None, Guard::Open),
@@ -143,6 +145,12 @@ impl Router {
             "/device.xml" | "/" if main => ("hdhr_device", "GET, HEAD", files, Guard::StreamToken),
             p if main && p.starts_with("/stream/") => (
                 "stream",
+                "GET, HEAD",
+                Some(RouteClass::Stream),
+                Guard::StreamToken,
+            ),
+            p if main && p.starts_with("/snapshot/") => (
+                "snapshot",
                 "GET, HEAD",
                 Some(RouteClass::Stream),
                 Guard::StreamToken,
@@ -336,9 +344,14 @@ impl Router {
             "refresh" => self.refresh(req).await,
             "reload" => self.reload(ctx).await,
             "stream" => {
-                self.stream(req, path.get("/stream/".len()..).unwrap_or_default())
+                self.stream(req, ctx, path.get("/stream/".len()..).unwrap_or_default())
                     .await
             }
+            "snapshot" => {
+                self.snapshot(req, path.get("/snapshot/".len()..).unwrap_or_default())
+                    .await
+            }
+            "encoders" => json_response(200, &self.app.streams.encoders()),
             "hdhr_discover" | "hdhr_lineup" | "hdhr_lineup_status" | "hdhr_scan"
             | "hdhr_device" => self.hdhr(route, req, ctx),
             "picon" => {
@@ -404,13 +417,18 @@ impl Router {
         }
     }
 
-    /// `/stream/<ref>`: HEAD answers here; GET answers once the upstream delivers, with
-    /// the head written by us and the body close-delimited and unbuffered.
-    async fn stream(&self, req: &Request, tail: &str) -> Response {
+    /// `/stream/<ref>[?profile=NAME]`: HEAD answers here; GET answers once the upstream
+    /// (or its transcode) delivers, with the head written by us and the body
+    /// close-delimited and unbuffered.
+    async fn stream(&self, req: &Request, ctx: &Ctx<'_>, tail: &str) -> Response {
         let streams = &self.app.streams;
         let channel = match streams.resolve(tail) {
             Ok(c) => c,
             Err(e) => return stream_error(&e),
+        };
+        let profile = match requested_profile(req, &ctx.settings) {
+            Ok(p) => p,
+            Err(refused) => return refused,
         };
         let head = Response::empty(200)
             .with_header("Content-Type", "video/mp2t")
@@ -420,12 +438,35 @@ impl Router {
             // Content-Length nor chunking for HEAD.
             return head.with_body(Body::Stream(Box::pin(smol::io::empty())));
         }
-        match streams.open(&channel).await {
+        match streams.open(&channel, &profile).await {
             Ok(opened) => {
                 let mut resp = head.with_body(Body::Stream(Box::pin(opened.body)));
                 resp.close = true;
                 resp.abort = Some(opened.abort);
                 resp
+            }
+            Err(e) => stream_error(&e),
+        }
+    }
+
+    /// `/snapshot/<ref>.jpg`: one JPEG frame of the channel, made at preview priority.
+    async fn snapshot(&self, req: &Request, tail: &str) -> Response {
+        let Some(sref) = tail.strip_suffix(".jpg") else {
+            return ErrorCode::InvalidRef.response();
+        };
+        let streams = &self.app.streams;
+        let channel = match streams.resolve(sref) {
+            Ok(c) => c,
+            Err(e) => return stream_error(&e),
+        };
+        if req.method == "HEAD" {
+            return Response::empty(200)
+                .with_header("Content-Type", "image/jpeg")
+                .with_header("Cache-Control", "no-store");
+        }
+        match streams.snapshot(&channel).await {
+            Ok(jpeg) => {
+                Response::bytes(200, "image/jpeg", jpeg).with_header("Cache-Control", "no-store")
             }
             Err(e) => stream_error(&e),
         }
@@ -599,6 +640,21 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// The profile a stream request asks for: `?profile=NAME`, else a known Jellyfin-style
+/// `?transcode=` value, else `copy`. An unknown name is 400 `E023` listing the names.
+fn requested_profile(req: &Request, settings: &Settings) -> Result<Profile, Response> {
+    let asked = req.query_param("profile").or_else(|| {
+        req.query_param("transcode")
+            .and_then(|t| from_transcode_param(&t).map(str::to_string))
+    });
+    let profiles = settings.profiles();
+    let name = asked.as_deref().unwrap_or("copy");
+    profiles.get(name).cloned().ok_or_else(|| {
+        ErrorCode::UnknownProfile
+            .response_with_detail(&format!("profiles are {}", profiles.names().join(", ")))
+    })
+}
+
 /// The error answer for a stream that cannot be served.
 fn stream_error(e: &StreamError) -> Response {
     let resp = e.code().response();
@@ -608,6 +664,17 @@ fn stream_error(e: &StreamError) -> Response {
         StreamError::Unavailable { retry_after } => {
             resp.with_header("Retry-After", retry_after.as_secs().max(1).to_string())
         }
+        StreamError::NoEncoder(rejected) => {
+            let code = e.code();
+            let body = json!({
+                "error": code.message(),
+                "code": code.code(),
+                "reason": rejected.reason(),
+                "detail": e.to_string(),
+            });
+            json_response(code.status(), &body)
+        }
+        StreamError::TranscodeFailed(_) => e.code().response_with_detail(&e.to_string()),
         _ => resp,
     }
 }

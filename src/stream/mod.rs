@@ -11,6 +11,7 @@
 mod hub;
 mod open;
 mod ring;
+mod transcoded;
 
 pub use hub::ClientStream;
 pub use open::PortKind;
@@ -32,6 +33,9 @@ use crate::lineup::LineupStore;
 use crate::metrics::Metrics;
 use crate::receiver::http_client::{Origin, basic_auth};
 use crate::receiver::{MAX_REF_LEN, canonical_ref, is_valid_service_ref};
+use crate::transcode::profile::Profile;
+use crate::transcode::queue::{Priority, Rejected};
+use crate::transcode::{TranscodeError, Transcoder};
 use hub::{Hub, HubEvents, Phase};
 use open::Ports;
 
@@ -70,6 +74,21 @@ pub enum StreamError {
     /// The daemon is stopping.
     #[error("shutting down")]
     ShuttingDown,
+    /// No encoder slot: the queue is full, the wait too long, or no device fits.
+    #[error("no encoder slot: {0}")]
+    NoEncoder(Rejected),
+    /// ffmpeg failed to start or to deliver.
+    #[error("transcode failed: {0}")]
+    TranscodeFailed(String),
+}
+
+impl From<TranscodeError> for StreamError {
+    fn from(e: TranscodeError) -> StreamError {
+        match e {
+            TranscodeError::Rejected(r) => StreamError::NoEncoder(r),
+            other => StreamError::TranscodeFailed(other.to_string()),
+        }
+    }
 }
 
 impl StreamError {
@@ -83,6 +102,10 @@ impl StreamError {
             StreamError::Unavailable { .. } | StreamError::ShuttingDown => {
                 ErrorCode::ReceiverUnavailable
             }
+            StreamError::NoEncoder(Rejected::Full) => ErrorCode::EncoderQueueFull,
+            StreamError::NoEncoder(Rejected::Timeout) => ErrorCode::EncoderQueueTimeout,
+            StreamError::NoEncoder(Rejected::NoDevice) => ErrorCode::NoEncoder,
+            StreamError::TranscodeFailed(_) => ErrorCode::TranscodeFailed,
         }
     }
 }
@@ -116,7 +139,12 @@ struct Inner {
     metrics: Arc<Metrics>,
     ex: Arc<Executor<'static>>,
     tuning: Arc<Live<Tuning>>,
+    /// One hub per channel, fed by the receiver: these hold tuners.
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
+    /// One hub per (channel, profile), fed by ffmpeg reading the channel's hub; keyed
+    /// `<channel key>?<profile>`. They hold encoder slots, not tuners.
+    transcodes: Mutex<HashMap<String, Arc<Hub>>>,
+    transcoder: Arc<Transcoder>,
     next_client: AtomicU64,
     shutting_down: AtomicBool,
     /// Handed to hubs and clients for their events (a `Weak` to avoid a cycle).
@@ -210,6 +238,7 @@ impl StreamService {
         lineup: Arc<LineupStore>,
         metrics: Arc<Metrics>,
         ex: Arc<Executor<'static>>,
+        transcoder: Arc<Transcoder>,
     ) -> Result<StreamService, String> {
         let tuning = Live::new(Arc::new(Tuning::new(settings, None, &metrics)?));
         let inner = Arc::new_cyclic(|me| Inner {
@@ -218,6 +247,8 @@ impl StreamService {
             ex,
             tuning,
             hubs: Mutex::new(HashMap::new()),
+            transcodes: Mutex::new(HashMap::new()),
+            transcoder,
             next_client: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             me: me.clone(),
@@ -276,30 +307,47 @@ impl StreamService {
         self.inner.tuner_limit()
     }
 
-    /// Attaches a client to the channel's upstream, opening it first if needed; returns
-    /// once the upstream has delivered MPEG-TS (so the answer can still be an error).
-    pub async fn open(&self, channel: &Channel) -> Result<Opened, StreamError> {
+    /// Attaches a client to the channel's stream in `profile`, opening the upstream (and
+    /// for a transcode the ffmpeg session) first if needed; returns once it delivers
+    /// MPEG-TS, so the answer can still be an error.
+    pub async fn open(&self, channel: &Channel, profile: &Profile) -> Result<Opened, StreamError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::Relaxed) {
             return Err(StreamError::ShuttingDown);
         }
-        let id = inner.next_client.fetch_add(1, Ordering::Relaxed);
-        let (hub, abort) = inner.attach(channel, id)?;
-        inner.metrics.stream_clients.inc();
-        let events: Arc<dyn HubEvents> = self.inner.clone();
-        // From here on, dropping the client (error or not) detaches it.
-        let body = ClientStream::new(Arc::clone(&hub), id, events);
-        hub.wait_open(id).await?;
-        Ok(Opened {
-            body,
-            abort: Abort(Box::pin(hub::aborted(abort))),
-        })
+        let mode = if profile.is_passthrough() {
+            "copy"
+        } else {
+            "transcode"
+        };
+        let client = Client::Viewer(inner.metrics.transcode.mode(mode));
+        if profile.is_passthrough() {
+            inner.open_channel(channel, client).await
+        } else {
+            inner.open_transcode(channel, profile, client).await
+        }
+    }
+
+    /// One JPEG frame of the channel (a preview: the lowest queue priority).
+    pub async fn snapshot(&self, channel: &Channel) -> Result<Vec<u8>, StreamError> {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(StreamError::ShuttingDown);
+        }
+        let input = inner.open_channel(channel, Client::Feed).await?;
+        Ok(inner.transcoder.snapshot(Box::new(input.body)).await?)
+    }
+
+    /// The encoders and their queue, for `/api/v1/encoders`.
+    pub fn encoders(&self) -> serde_json::Value {
+        self.inner.transcoder.status()
     }
 
     /// Ends every upstream (and so every client); new opens are refused.
     pub fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
-        let hubs: Vec<Arc<Hub>> = self.inner.hubs().values().cloned().collect();
+        let mut hubs: Vec<Arc<Hub>> = self.inner.transcodes().values().cloned().collect();
+        hubs.extend(self.inner.hubs().values().cloned());
         for hub in hubs {
             hub.stop();
         }
@@ -314,22 +362,32 @@ impl StreamService {
         for hub in &hubs {
             let st = hub.lock();
             clients += st.clients();
-            let phase = match st.phase {
-                Phase::Opening => "opening",
-                Phase::Running if st.stopping => "closing",
-                Phase::Running if st.clients() == 0 => "lingering",
-                Phase::Running => "streaming",
-                Phase::Failed(_) | Phase::Ended => "closing",
-            };
             upstreams.push(json!({
                 "ref": hub.sref,
-                "state": phase,
+                "state": phase_name(&st),
                 "clients": st.clients(),
                 "port": st.port.map(PortKind::as_str),
                 "bytes_in": st.bytes_in(),
                 "seconds": hub.created.elapsed().as_secs(),
             }));
         }
+        let transcodes: Vec<serde_json::Value> = inner
+            .transcodes()
+            .values()
+            .map(|hub| {
+                let st = hub.lock();
+                let (channel, profile) = hub.key.split_once('?').unwrap_or((&hub.key, ""));
+                let _ = channel;
+                json!({
+                    "ref": hub.sref,
+                    "profile": profile,
+                    "state": phase_name(&st),
+                    "clients": st.clients(),
+                    "bytes_out": st.bytes_in(),
+                    "seconds": hub.created.elapsed().as_secs(),
+                })
+            })
+            .collect();
         let tuning = inner.tuning.get();
         let breakers: Vec<serde_json::Value> = tuning
             .ports
@@ -353,8 +411,57 @@ impl StreamService {
             "active": inner.active_count(&inner.hubs()),
             "clients": clients,
             "upstreams": upstreams,
+            "transcodes": transcodes,
             "breakers": breakers,
         })
+    }
+}
+
+/// What a hub's state is called in `/api/v1/status`.
+fn phase_name(st: &hub::HubState) -> &'static str {
+    match st.phase {
+        Phase::Opening => "opening",
+        Phase::Running if st.stopping => "closing",
+        Phase::Running if st.clients() == 0 => "lingering",
+        Phase::Running => "streaming",
+        Phase::Failed(_) | Phase::Ended => "closing",
+    }
+}
+
+/// Who reads a hub: a viewer (counted as a stream client, in its mode's gauge), or
+/// the feed of an ffmpeg session (counted nowhere: its viewers are).
+#[derive(Clone)]
+enum Client {
+    Viewer(prometheus_client::metrics::gauge::Gauge),
+    Feed,
+}
+
+/// A hub's events for one client, as its kind of client counts them.
+struct ClientEvents {
+    inner: Arc<Inner>,
+    client: Client,
+}
+
+impl HubEvents for ClientEvents {
+    fn client_dropped_slow(&self) {
+        self.inner.client_dropped_slow();
+    }
+
+    fn bytes_out(&self, n: usize) {
+        if matches!(self.client, Client::Viewer(_)) {
+            self.inner.bytes_out(n);
+        }
+    }
+
+    fn hub_idle(&self, hub: &Arc<Hub>, generation: u64) {
+        self.inner.hub_idle(hub, generation);
+    }
+
+    fn client_left(&self) {
+        if let Client::Viewer(gauge) = &self.client {
+            gauge.dec();
+            self.inner.metrics.stream_clients.dec();
+        }
     }
 }
 
@@ -363,12 +470,99 @@ impl Inner {
         self.hubs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes `hub` out of the registry (unless a newer hub of its channel replaced it).
+    fn transcodes(&self) -> MutexGuard<'_, HashMap<String, Arc<Hub>>> {
+        self.transcodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `hub` out of its registry (unless a newer hub of its key replaced it).
     fn forget(&self, hub: &Arc<Hub>) {
-        let mut hubs = self.hubs();
-        if hubs.get(&hub.key).is_some_and(|h| Arc::ptr_eq(h, hub)) {
-            hubs.remove(&hub.key);
+        for mut hubs in [self.hubs(), self.transcodes()] {
+            if hubs.get(&hub.key).is_some_and(|h| Arc::ptr_eq(h, hub)) {
+                hubs.remove(&hub.key);
+            }
         }
+    }
+
+    /// The client's stream once `hub` delivers (dropping it detaches the client).
+    async fn client_of(
+        self: &Arc<Self>,
+        hub: Arc<Hub>,
+        id: u64,
+        abort: smol::channel::Receiver<()>,
+        client: Client,
+    ) -> Result<Opened, StreamError> {
+        if let Client::Viewer(gauge) = &client {
+            gauge.inc();
+            self.metrics.stream_clients.inc();
+        }
+        let events: Arc<dyn HubEvents> = Arc::new(ClientEvents {
+            inner: Arc::clone(self),
+            client,
+        });
+        // From here on, dropping the client (error or not) detaches it.
+        let body = ClientStream::new(Arc::clone(&hub), id, events);
+        hub.wait_open(id).await?;
+        Ok(Opened {
+            body,
+            abort: Abort(Box::pin(hub::aborted(abort))),
+        })
+    }
+
+    /// Attaches `client` to the channel's receiver upstream, opening it if needed.
+    async fn open_channel(&self, channel: &Channel, client: Client) -> Result<Opened, StreamError> {
+        let me = self.me.upgrade().ok_or(StreamError::ShuttingDown)?;
+        let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        let (hub, abort) = self.attach(channel, id)?;
+        me.client_of(hub, id, abort, client).await
+    }
+
+    /// Attaches `client` to the channel's transcode in `profile`, starting it if needed:
+    /// the session reads the channel's upstream and waits for an encoder slot, at
+    /// priority active when the channel is already being watched, else normal.
+    async fn open_transcode(
+        &self,
+        channel: &Channel,
+        profile: &Profile,
+        client: Client,
+    ) -> Result<Opened, StreamError> {
+        let me = self.me.upgrade().ok_or(StreamError::ShuttingDown)?;
+        let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{}?{}", channel.key, profile.name);
+        let (hub, abort) = {
+            let mut transcodes = self.transcodes();
+            let existing = transcodes
+                .get(&key)
+                .and_then(|h| Some((Arc::clone(h), h.attach(id)?)));
+            match existing {
+                Some((hub, (abort, _))) => (hub, abort),
+                None => {
+                    let capacity = self.tuning.get().client_buffer;
+                    let hub = Hub::new(key.clone(), channel.sref.clone(), channel.relay, capacity);
+                    let Some((abort, _)) = hub.attach(id) else {
+                        return Err(StreamError::ShuttingDown);
+                    };
+                    transcodes.insert(key, Arc::clone(&hub));
+                    drop(transcodes);
+                    let watched = self
+                        .hubs()
+                        .get(&channel.key)
+                        .is_some_and(|h| h.lock().clients() > 0);
+                    let priority = if watched {
+                        Priority::Active
+                    } else {
+                        Priority::Normal
+                    };
+                    self.start_transcode(
+                        Arc::clone(&hub),
+                        channel.clone(),
+                        profile.clone(),
+                        priority,
+                    );
+                    (hub, abort)
+                }
+            }
+        };
+        me.client_of(hub, id, abort, client).await
     }
 
     fn tuner_limit(&self) -> usize {
@@ -481,6 +675,41 @@ impl Inner {
             })
             .detach();
     }
+
+    /// Runs a transcode hub: its feed from the channel's hub, its encoder slot and
+    /// ffmpeg session, then the session's output into the hub's ring.
+    fn start_transcode(
+        &self,
+        hub: Arc<Hub>,
+        channel: Channel,
+        profile: Profile,
+        priority: Priority,
+    ) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        log::info!(
+            "event=transcode_hub_open ref=\"{}\" profile={} priority={}",
+            hub.sref,
+            profile.name,
+            priority.as_str()
+        );
+        self.ex
+            .spawn(async move {
+                let open = transcoded::open(&me, &channel, &profile, priority);
+                let ended = hub.run(open, &*me).await;
+                me.forget(&hub);
+                let st = hub.lock();
+                log::info!(
+                    "event=transcode_hub_closed ref=\"{}\" profile={} reason={ended} bytes={} seconds={:.1}",
+                    hub.sref,
+                    profile.name,
+                    st.bytes_in(),
+                    hub.created.elapsed().as_secs_f64()
+                );
+            })
+            .detach();
+    }
 }
 
 impl HubEvents for Inner {
@@ -494,10 +723,13 @@ impl HubEvents for Inner {
     }
 
     fn client_left(&self) {
-        self.metrics.stream_clients.dec();
+        // Clients are counted by their `ClientEvents`, which know what kind they are.
     }
 
     fn hub_idle(&self, hub: &Arc<Hub>, generation: u64) {
+        // A transcode still waiting for its slot has nothing to linger for: leave the
+        // queue at once.
+        let waiting = hub.key.contains('?') && matches!(hub.lock().phase, Phase::Opening);
         let stop_if_idle = {
             let hub = Arc::clone(hub);
             let me = self.me.clone();
@@ -515,7 +747,7 @@ impl HubEvents for Inner {
             }
         };
         let linger = self.tuning.get().linger;
-        if linger.is_zero() {
+        if linger.is_zero() || waiting {
             stop_if_idle();
             return;
         }

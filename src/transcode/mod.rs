@@ -1,6 +1,397 @@
 //! Transcoding: who gets the scarce encoders, and the ffmpeg sessions that use them.
+//!
+//! Rules: every encoder device (each hardware encoder found or configured, and the CPU,
+//! always listed last) has a capacity in concurrent sessions; a session reserves a slot
+//! on the least-loaded device that can encode its profile, through the bounded priority
+//! queue, and holds it until it ends, however it ends. A device whose load (sampled from
+//! sysfs/debugfs) is above `XG2G_GPU_MAX_LOAD` takes no new session. Settings that shape
+//! a new session (ffmpeg path, profiles, restarts) are read from the live settings when
+//! it starts; the devices and the queue are fixed at start.
 
 pub mod args;
 pub mod ffmpeg_log;
 pub mod profile;
 pub mod queue;
+pub mod session;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_io::Timer;
+use serde_json::json;
+
+use crate::config::LiveSettings;
+use crate::hw::load::{Node, read_load};
+use crate::metrics::{DeviceLabel, Metrics, PriorityLabel, ReasonLabel};
+use args::{Backend, backend_supports};
+use profile::{Profile, VideoMode};
+use queue::{DeviceSlots, Eligible, Pool, Priority, Rejected};
+pub use session::{Input, Session, SessionError};
+
+/// The CPU device's id in snapshots, metrics and `/api/v1/encoders`.
+pub const SOFTWARE_ID: &str = "software";
+/// Largest snapshot JPEG accepted from ffmpeg.
+const MAX_SNAPSHOT_BYTES: usize = 4 << 20;
+/// Height a snapshot is scaled down to at most (a preview, not a screenshot).
+const SNAPSHOT_MAX_HEIGHT: u32 = 360;
+
+/// One encoder device offered to the pool.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    /// Stable id, e.g. `vaapi:/dev/dri/renderD128`.
+    pub id: String,
+    /// How it encodes.
+    pub backend: Backend,
+    /// Concurrent sessions.
+    pub capacity: u32,
+    /// Encodes HEVC too (every device encodes H.264).
+    pub hevc: bool,
+    /// Its node, for load sampling; `None` for the CPU and configured devices sysfs does
+    /// not show.
+    pub node: Option<Node>,
+    /// How it was found: `libva`, `v4l2`, `ffmpeg`, `config` or `cpu`.
+    pub probed_by: &'static str,
+}
+
+impl DeviceSpec {
+    /// The CPU with `capacity` software sessions.
+    pub fn software(capacity: u32) -> DeviceSpec {
+        DeviceSpec {
+            id: SOFTWARE_ID.to_string(),
+            backend: Backend::Software,
+            capacity,
+            hevc: true,
+            node: None,
+            probed_by: "cpu",
+        }
+    }
+
+    /// Whether this device can run `profile`.
+    fn can_run(&self, profile: &Profile) -> bool {
+        let hevc = matches!(profile.video, VideoMode::Hevc { .. });
+        backend_supports(&self.backend, profile) && (!hevc || self.hevc)
+    }
+}
+
+/// Software sessions by default: half the cores (one H.264 encode keeps about two busy).
+pub fn default_cpu_slots() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores / 2).unwrap_or(1).max(1)
+}
+
+/// Why a transcode could not be served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TranscodeError {
+    /// No slot was had: queue full, wait too long, or no device can encode it.
+    #[error("{0}")]
+    Rejected(Rejected),
+    /// ffmpeg failed.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// The snapshot was not a JPEG or was too large.
+    #[error("snapshot failed: {0}")]
+    Snapshot(String),
+}
+
+struct Device {
+    spec: DeviceSpec,
+    /// The last load sampled, percent.
+    load: Mutex<Option<f64>>,
+}
+
+/// The encoder devices, their slot pool, and session start-up.
+pub struct Transcoder {
+    pool: Arc<Pool>,
+    devices: Vec<Device>,
+    settings: Arc<LiveSettings>,
+    metrics: Arc<Metrics>,
+}
+
+impl Transcoder {
+    /// The transcoder over `hardware` plus the CPU (`XG2G_TRANSCODE_CPU_SLOTS`), with the
+    /// queue bounds from `settings`.
+    pub fn new(
+        settings: Arc<LiveSettings>,
+        metrics: Arc<Metrics>,
+        hardware: Vec<DeviceSpec>,
+    ) -> Arc<Transcoder> {
+        let s = settings.get();
+        let cpu = s.transcode_cpu_slots.unwrap_or_else(default_cpu_slots);
+        let mut specs = hardware;
+        // Last: the least-loaded rule prefers the lowest index on a tie, and the CPU is
+        // the last resort.
+        specs.push(DeviceSpec::software(cpu));
+        let pool = Pool::new(
+            specs
+                .iter()
+                .map(|d| DeviceSlots {
+                    id: d.id.clone(),
+                    capacity: d.capacity,
+                })
+                .collect(),
+            s.gpu_queue_size,
+            s.gpu_queue_max_wait,
+        );
+        for d in &specs {
+            log::info!(
+                "event=encoder_device id=\"{}\" backend={} capacity={} hevc={} probed_by={}",
+                d.id,
+                d.backend.as_str(),
+                d.capacity,
+                d.hevc,
+                d.probed_by
+            );
+        }
+        let devices = specs
+            .into_iter()
+            .map(|spec| Device {
+                spec,
+                load: Mutex::new(None),
+            })
+            .collect();
+        let transcoder = Arc::new(Transcoder {
+            pool,
+            devices,
+            settings,
+            metrics,
+        });
+        let weak = Arc::downgrade(&transcoder);
+        transcoder.metrics.on_scrape(Box::new(move || {
+            if let Some(t) = weak.upgrade() {
+                t.publish_queue();
+            }
+        }));
+        transcoder
+    }
+
+    /// Which devices may run `profile`.
+    fn eligible(&self, profile: &Profile) -> Eligible {
+        let mut mask = 0u64;
+        for (i, d) in self.devices.iter().enumerate().take(64) {
+            if d.spec.can_run(profile) {
+                mask |= 1 << i;
+            }
+        }
+        Eligible(mask)
+    }
+
+    /// Waits for a slot at `priority` (counting waits and refusals).
+    async fn acquire(
+        &self,
+        eligible: Eligible,
+        priority: Priority,
+    ) -> Result<queue::Lease, Rejected> {
+        let m = &self.metrics.transcode;
+        match self.pool.acquire(eligible, priority).await {
+            Ok(lease) => {
+                m.queue_wait
+                    .get_or_create(&PriorityLabel {
+                        priority: priority.as_str().to_string(),
+                    })
+                    .observe(lease.waited().as_secs_f64());
+                Ok(lease)
+            }
+            Err(rejected) => {
+                m.queue_rejections
+                    .get_or_create(&ReasonLabel {
+                        reason: rejected.reason().to_string(),
+                    })
+                    .inc();
+                log::warn!(
+                    "event=transcode_refused reason={} priority={}",
+                    rejected.reason(),
+                    priority.as_str()
+                );
+                Err(rejected)
+            }
+        }
+    }
+
+    /// Starts a session encoding `input` with `profile`: waits for a slot at `priority`
+    /// on a device that can run it, then starts ffmpeg there.
+    pub async fn start(
+        &self,
+        input: Input,
+        profile: &Profile,
+        priority: Priority,
+    ) -> Result<Session, TranscodeError> {
+        let lease = self
+            .acquire(self.eligible(profile), priority)
+            .await
+            .map_err(TranscodeError::Rejected)?;
+        let device = self
+            .devices
+            .get(lease.device())
+            .map(|d| d.spec.clone())
+            .unwrap_or_else(|| DeviceSpec::software(1));
+        let s = self.settings.get();
+        let recipe = session::Recipe {
+            program: s.ffmpeg_path.clone(),
+            job: session::Job::Encode {
+                profile: profile.clone(),
+                backend: device.backend,
+            },
+            max_restarts: s.transcode_max_restarts,
+            stall: s.stream_timeout,
+        };
+        log::info!(
+            "event=transcode_start profile={} device=\"{}\" priority={} waited_ms={}",
+            profile.name,
+            device.id,
+            priority.as_str(),
+            lease.waited().as_millis()
+        );
+        Ok(Session::start(recipe, input, lease, Arc::clone(&self.metrics)).await?)
+    }
+
+    /// One JPEG frame of `input` (at preview priority, on the CPU): scaled to at most
+    /// 360 lines, within `XG2G_STREAM_TIMEOUT`.
+    pub async fn snapshot(&self, input: Input) -> Result<Vec<u8>, TranscodeError> {
+        let cpu = self.devices.len().saturating_sub(1);
+        let lease = self
+            .acquire(Eligible::only(cpu), Priority::Preview)
+            .await
+            .map_err(TranscodeError::Rejected)?;
+        let s = self.settings.get();
+        let timeout = s.stream_timeout;
+        let recipe = session::Recipe {
+            program: s.ffmpeg_path.clone(),
+            job: session::Job::Snapshot {
+                max_height: SNAPSHOT_MAX_HEIGHT,
+            },
+            max_restarts: 0,
+            stall: timeout,
+        };
+        let mut session = Session::start(recipe, input, lease, Arc::clone(&self.metrics)).await?;
+        let read = async {
+            let mut jpeg = Vec::new();
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = session.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(jpeg);
+                }
+                if jpeg.len() + n > MAX_SNAPSHOT_BYTES {
+                    return Err(TranscodeError::Snapshot("image larger than 4 MiB".into()));
+                }
+                jpeg.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            }
+        };
+        let deadline = async {
+            Timer::after(timeout).await;
+            Err(TranscodeError::Snapshot(format!(
+                "no frame within {} s",
+                timeout.as_secs()
+            )))
+        };
+        let jpeg = smol::future::or(read, deadline).await?;
+        if !jpeg.starts_with(&[0xFF, 0xD8]) {
+            self.metrics.transcode.count_error(SOFTWARE_ID, "snapshot");
+            return Err(TranscodeError::Snapshot("ffmpeg wrote no JPEG".into()));
+        }
+        Ok(jpeg)
+    }
+
+    /// Publishes queue lengths and held slots to the metrics.
+    fn publish_queue(&self) {
+        let snap = self.pool.snapshot();
+        let m = &self.metrics.transcode;
+        for p in Priority::ALL {
+            let waiting = snap.waiting.get(p as usize).copied().unwrap_or(0);
+            m.queue_size
+                .get_or_create(&PriorityLabel {
+                    priority: p.as_str().to_string(),
+                })
+                .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        }
+        let held: u32 = snap.devices.iter().map(|d| d.reserved).sum();
+        m.active_workers.set(i64::from(held));
+    }
+
+    /// Reads every device's load once, publishes it, and switches devices above
+    /// `XG2G_GPU_MAX_LOAD` off for new sessions (and back on below it).
+    pub fn sample_load(&self, root: &Path) {
+        let max = f64::from(self.settings.get().gpu_max_load);
+        for (i, d) in self.devices.iter().enumerate() {
+            let Some(node) = &d.spec.node else {
+                continue;
+            };
+            let load = read_load(root, node).percent();
+            *d.load.lock().unwrap_or_else(|e| e.into_inner()) = load;
+            if let Some(percent) = load {
+                self.metrics
+                    .transcode
+                    .utilization
+                    .get_or_create(&DeviceLabel {
+                        device: d.spec.id.clone(),
+                    })
+                    .set(percent);
+            }
+            self.pool.set_accepting(i, load.is_none_or(|p| p <= max));
+        }
+    }
+
+    /// Samples load every `interval` for ever (run it on the core); reads go through the
+    /// blocking pool because sysfs and debugfs reads can block.
+    pub async fn run_sampler(self: Arc<Self>, root: PathBuf, interval: Duration) {
+        if interval.is_zero() || self.devices.iter().all(|d| d.spec.node.is_none()) {
+            return;
+        }
+        loop {
+            let me = Arc::clone(&self);
+            let root = root.clone();
+            smol::unblock(move || me.sample_load(&root)).await;
+            Timer::after(interval).await;
+        }
+    }
+
+    /// `/api/v1/encoders`: devices with capacity, slots held, load and profiles; queue.
+    pub fn status(&self) -> serde_json::Value {
+        let snap = self.pool.snapshot();
+        let profiles = self.settings.get().profiles();
+        let devices: Vec<serde_json::Value> = self
+            .devices
+            .iter()
+            .zip(&snap.devices)
+            .map(|(d, s)| {
+                let can: Vec<&str> = profiles
+                    .names()
+                    .into_iter()
+                    .filter(|name| profiles.get(name).is_some_and(|p| d.spec.can_run(p)))
+                    .collect();
+                json!({
+                    "id": d.spec.id,
+                    "backend": d.spec.backend.as_str(),
+                    "path": device_path(&d.spec.backend),
+                    "capacity": s.capacity,
+                    "reserved": s.reserved,
+                    "accepting": s.accepting,
+                    "load_percent": *d.load.lock().unwrap_or_else(|e| e.into_inner()),
+                    "probed_by": d.spec.probed_by,
+                    "profiles": can,
+                })
+            })
+            .collect();
+        json!({
+            "devices": devices,
+            "queue": {
+                "size": {
+                    "preview": snap.waiting[0],
+                    "normal": snap.waiting[1],
+                    "active": snap.waiting[2],
+                },
+                "max": snap.max_queue,
+                "max_wait_seconds": snap.max_wait.as_secs_f64(),
+            },
+        })
+    }
+}
+
+fn device_path(backend: &Backend) -> Option<String> {
+    match backend {
+        Backend::Software => None,
+        Backend::Vaapi { render_node } => Some(render_node.to_string_lossy().into_owned()),
+        Backend::V4l2m2m { device } => Some(device.to_string_lossy().into_owned()),
+    }
+}
