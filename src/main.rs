@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_signal::{Signal, Signals};
@@ -291,6 +291,11 @@ async fn daemon(
     }
     drop(shutdown_tx); // servers stop accepting, open connections are cut
     life.stop().await;
+    // Every ffmpeg child was killed with its session; reap them before exiting.
+    let left = app.streams.wait_children(Duration::from_secs(3)).await;
+    if left > 0 {
+        log::warn!("event=shutdown_children_left count={left}");
+    }
     Ok(())
 }
 

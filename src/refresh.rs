@@ -509,7 +509,13 @@ fn links(s: &Settings, public: &str) -> Links {
     let proxied_picons = crate::picon::PiconConfig::from_settings(s).base_is_fetchable();
     let token_query = token_query(s);
     let (stream, stream_query) = if s.use_proxy_urls {
-        (format!("{public}/stream"), token_query.clone())
+        // Profile names are `[a-z0-9_-]`: nothing to escape.
+        let query = match (s.default_profile.as_str(), token_query.strip_prefix('?')) {
+            ("copy", _) => token_query.clone(),
+            (profile, None) => format!("?profile={profile}"),
+            (profile, Some(token)) => format!("?profile={profile}&{token}"),
+        };
+        (format!("{public}/stream"), query)
     } else {
         let direct = format!("http://{}:{}", host_of(&s.owi_base), s.stream_port);
         (direct, String::new())

@@ -90,7 +90,7 @@ fn defaults_are_the_documented_ones() {
 #[test]
 fn key_table_is_consistent() {
     let keys = keys();
-    assert_eq!(keys.len(), 68);
+    assert_eq!(keys.len(), 78);
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(k.env, format!("XG2G_{}", k.file_key.to_ascii_uppercase()));
         assert!(!k.help.is_empty(), "{} has no help", k.env);
@@ -918,5 +918,63 @@ mod props {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn transcode_settings_are_read_and_checked() {
+    let s = load_env(&[BASE]).unwrap();
+    assert_eq!(s.ffmpeg_path, PathBuf::from("ffmpeg"));
+    assert_eq!(s.default_profile, "copy");
+    assert_eq!(s.gpu_queue_size, 100);
+    assert_eq!(s.gpu_queue_max_wait, Duration::from_secs(30));
+    assert_eq!(s.gpu_max_load, 85);
+    assert_eq!(s.transcode_max_restarts, 3);
+    assert_eq!((s.gpu_queue_workers, s.transcode_cpu_slots), (None, None));
+
+    let s = load_env(&[
+        BASE,
+        ("XG2G_FFMPEG_BIN", "/opt/ffmpeg/bin/ffmpeg"),
+        (
+            "XG2G_TRANSCODE_PROFILES",
+            "mobile:video=h264,height=480,bitrate=1200k",
+        ),
+        ("XG2G_DEFAULT_PROFILE", "mobile"),
+        ("XG2G_GPU_QUEUE_WORKERS", "2"),
+        ("XG2G_TRANSCODE_CPU_SLOTS", "0"),
+        ("XG2G_GPU_QUEUE_MAX_WAIT", "5s"),
+    ])
+    .unwrap();
+    assert_eq!(s.ffmpeg_path, PathBuf::from("/opt/ffmpeg/bin/ffmpeg"));
+    assert_eq!(s.default_profile, "mobile");
+    assert!(s.profiles().get("mobile").is_some());
+    assert_eq!(
+        (s.gpu_queue_workers, s.transcode_cpu_slots),
+        (Some(2), Some(0))
+    );
+
+    let missing = load_env(&[BASE, ("XG2G_DEFAULT_PROFILE", "mobile")]).unwrap_err();
+    let text = message(&missing);
+    assert!(
+        text.starts_with("XG2G_DEFAULT_PROFILE=\"mobile\""),
+        "{text}"
+    );
+    assert!(text.contains("copy, aac, h264"), "{text}");
+    for (key, value) in [
+        ("XG2G_DEFAULT_PROFILE", "Mobile!"),
+        ("XG2G_TRANSCODE_PROFILES", "x:video=h264,bitrate=3000"),
+        ("XG2G_GPU_QUEUE_SIZE", "10001"),
+        ("XG2G_GPU_QUEUE_WORKERS", "0"),
+        ("XG2G_GPU_MAX_LOAD", "101"),
+        ("XG2G_GPU_QUEUE_MAX_WAIT", "0s"),
+        ("XG2G_TRANSCODE_MAX_RESTARTS", "21"),
+        ("XG2G_FFMPEG_PATH", "ff\u{7}mpeg"),
+    ] {
+        let e = load_env(&[BASE, (key, value)]).unwrap_err();
+        assert!(
+            message(&e).starts_with(key),
+            "{key}={value}: {}",
+            message(&e)
+        );
     }
 }

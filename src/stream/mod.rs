@@ -334,8 +334,17 @@ impl StreamService {
         if inner.shutting_down.load(Ordering::Relaxed) {
             return Err(StreamError::ShuttingDown);
         }
+        if !inner.transcoder.slot_free(None) {
+            inner.evict_lingering_transcode();
+        }
         let input = inner.open_channel(channel, Client::Feed).await?;
         Ok(inner.transcoder.snapshot(Box::new(input.body)).await?)
+    }
+
+    /// Waits until every ffmpeg child is reaped (after [`StreamService::shutdown`]), at
+    /// most `limit`; returns how many are left.
+    pub async fn wait_children(&self, limit: Duration) -> usize {
+        self.inner.transcoder.wait_children(limit).await
     }
 
     /// The encoders and their queue, for `/api/v1/encoders`.
@@ -483,6 +492,26 @@ impl Inner {
         }
     }
 
+    /// Stops the transcode that has lingered without viewers the longest, so its encoder
+    /// slot goes to a request that would otherwise wait (as a lingering channel gives
+    /// its tuner to a new channel).
+    fn evict_lingering_transcode(&self) {
+        let victim = self
+            .transcodes()
+            .values()
+            .filter_map(|h| {
+                let st = h.lock();
+                let idle = !st.stopping && st.clients() == 0 && matches!(st.phase, Phase::Running);
+                idle.then(|| (Arc::clone(h), st.idle_since.unwrap_or(h.created)))
+            })
+            .min_by_key(|(_, since)| *since);
+        if let Some((hub, _)) = victim {
+            log::info!("event=transcode_linger_evicted key=\"{}\"", hub.key);
+            self.forget(&hub);
+            hub.stop();
+        }
+    }
+
     /// The client's stream once `hub` delivers (dropping it detaches the client).
     async fn client_of(
         self: &Arc<Self>,
@@ -543,6 +572,9 @@ impl Inner {
                     };
                     transcodes.insert(key, Arc::clone(&hub));
                     drop(transcodes);
+                    if !self.transcoder.slot_free(Some(profile)) {
+                        self.evict_lingering_transcode();
+                    }
                     let watched = self
                         .hubs()
                         .get(&channel.key)

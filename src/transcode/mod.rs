@@ -27,7 +27,7 @@ use crate::metrics::{DeviceLabel, Metrics, PriorityLabel, ReasonLabel};
 use args::{Backend, backend_supports};
 use profile::{Profile, VideoMode};
 use queue::{DeviceSlots, Eligible, Pool, Priority, Rejected};
-pub use session::{Input, Session, SessionError};
+pub use session::{Children, Input, Session, SessionError};
 
 /// The CPU device's id in snapshots, metrics and `/api/v1/encoders`.
 pub const SOFTWARE_ID: &str = "software";
@@ -106,6 +106,7 @@ pub struct Transcoder {
     devices: Vec<Device>,
     settings: Arc<LiveSettings>,
     metrics: Arc<Metrics>,
+    children: Arc<Children>,
 }
 
 impl Transcoder {
@@ -155,6 +156,7 @@ impl Transcoder {
             devices,
             settings,
             metrics,
+            children: Arc::default(),
         });
         let weak = Arc::downgrade(&transcoder);
         transcoder.metrics.on_scrape(Box::new(move || {
@@ -174,6 +176,24 @@ impl Transcoder {
             }
         }
         Eligible(mask)
+    }
+
+    /// Whether a session of `profile` (`None`: a snapshot) would get a slot at once.
+    pub fn slot_free(&self, profile: Option<&Profile>) -> bool {
+        let eligible = match profile {
+            Some(p) => self.eligible(p),
+            None => Eligible::only(self.cpu_index()),
+        };
+        let snap = self.pool.snapshot();
+        snap.devices
+            .iter()
+            .enumerate()
+            .any(|(i, d)| eligible.contains(i) && d.accepting && d.reserved < d.capacity)
+    }
+
+    /// The CPU device's index: always the last.
+    fn cpu_index(&self) -> usize {
+        self.devices.len().saturating_sub(1)
     }
 
     /// Waits for a slot at `priority` (counting waits and refusals).
@@ -227,6 +247,7 @@ impl Transcoder {
             .unwrap_or_else(|| DeviceSpec::software(1));
         let s = self.settings.get();
         let recipe = session::Recipe {
+            children: Arc::clone(&self.children),
             program: s.ffmpeg_path.clone(),
             job: session::Job::Encode {
                 profile: profile.clone(),
@@ -248,14 +269,14 @@ impl Transcoder {
     /// One JPEG frame of `input` (at preview priority, on the CPU): scaled to at most
     /// 360 lines, within `XG2G_STREAM_TIMEOUT`.
     pub async fn snapshot(&self, input: Input) -> Result<Vec<u8>, TranscodeError> {
-        let cpu = self.devices.len().saturating_sub(1);
         let lease = self
-            .acquire(Eligible::only(cpu), Priority::Preview)
+            .acquire(Eligible::only(self.cpu_index()), Priority::Preview)
             .await
             .map_err(TranscodeError::Rejected)?;
         let s = self.settings.get();
         let timeout = s.stream_timeout;
         let recipe = session::Recipe {
+            children: Arc::clone(&self.children),
             program: s.ffmpeg_path.clone(),
             job: session::Job::Snapshot {
                 max_height: SNAPSHOT_MAX_HEIGHT,
@@ -291,6 +312,13 @@ impl Transcoder {
             return Err(TranscodeError::Snapshot("ffmpeg wrote no JPEG".into()));
         }
         Ok(jpeg)
+    }
+
+    /// Waits (at shutdown) until every ffmpeg child has been reaped, at most `limit`;
+    /// returns how many are left.
+    pub async fn wait_children(&self, limit: Duration) -> usize {
+        self.children.reaped(limit).await;
+        self.children.live()
     }
 
     /// Publishes queue lengths and held slots to the metrics.

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -143,9 +144,40 @@ fn snapshot_args(max_height: u32) -> Vec<String> {
     args
 }
 
+/// Counts ffmpeg children spawned and not yet reaped, so shutdown can wait for them.
+#[derive(Debug, Default)]
+pub struct Children(AtomicUsize);
+
+impl Children {
+    /// Children alive or not yet waited for.
+    pub fn live(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Waits until every child is reaped or `limit` passed; true when none is left.
+    /// Only shutdown waits, so a short poll is simpler than a notifier.
+    pub async fn reaped(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.live() > 0 && Instant::now() < deadline {
+            Timer::after(Duration::from_millis(20)).await;
+        }
+        self.live() == 0
+    }
+
+    fn spawned(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn reaped_one(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What a session needs to (re)start its child.
 #[derive(Clone)]
 pub struct Recipe {
+    /// Where its children are counted.
+    pub children: Arc<Children>,
     /// The ffmpeg program.
     pub program: std::path::PathBuf,
     /// What the child does.
@@ -165,6 +197,7 @@ struct Process {
     stderr: Option<Task<()>>,
     last_error: Arc<Mutex<Option<String>>>,
     pid: u32,
+    children: Arc<Children>,
 }
 
 impl Process {
@@ -174,6 +207,7 @@ impl Process {
         args: Vec<String>,
         backend: &'static str,
         metrics: &Arc<Metrics>,
+        children: &Arc<Children>,
     ) -> Result<Process, SessionError> {
         let program_owned = program.to_path_buf();
         let spawned = smol::unblock(move || {
@@ -188,15 +222,16 @@ impl Process {
             detail,
         };
         let mut child = spawned.map_err(|e| fail(e.to_string()))?;
+        children.spawned();
         let pid = child.as_inner().id();
         let pipes = (child.take_stdin(), child.take_stdout(), child.take_stderr());
         let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
-            reap_later(child);
+            reap_later(child, Arc::clone(children));
             return Err(fail("stdio pipes missing".into()));
         };
         let wrapped = (Async::new(stdin), Async::new(stdout), Async::new(stderr));
         let (Ok(stdin), Ok(stdout), Ok(stderr)) = wrapped else {
-            reap_later(child);
+            reap_later(child, Arc::clone(children));
             return Err(fail("cannot make the pipes non-blocking".into()));
         };
         let last_error = Arc::new(Mutex::new(None));
@@ -215,6 +250,7 @@ impl Process {
             stderr: Some(stderr),
             last_error,
             pid,
+            children: Arc::clone(children),
         })
     }
 
@@ -223,7 +259,9 @@ impl Process {
         let status = match self.child.take() {
             Some(mut child) => {
                 let _ = child.kill();
-                smol::unblock(move || child.wait()).await.ok()
+                let status = smol::unblock(move || child.wait()).await.ok();
+                self.children.reaped_one();
+                status
             }
             None => None,
         };
@@ -248,16 +286,17 @@ impl Drop for Process {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
             log::debug!("event=transcode_child_killed pid={}", self.pid);
-            reap_later(child);
+            reap_later(child, Arc::clone(&self.children));
         }
     }
 }
 
 /// Kills `child` now and reaps it in the blocking pool.
-fn reap_later(mut child: FfmpegChild) {
+fn reap_later(mut child: FfmpegChild, children: Arc<Children>) {
     let _ = child.kill();
     smol::unblock(move || {
         let _ = child.wait();
+        children.reaped_one();
     })
     .detach();
 }
@@ -391,7 +430,15 @@ impl Session {
         let hw_decode = matches!(recipe.job.backend(), Backend::Vaapi { .. });
         let args = recipe.job.args(hw_decode);
         let backend = recipe.job.backend().as_str();
-        let process = match Process::spawn(&recipe.program, args, backend, &metrics).await {
+        let process = match Process::spawn(
+            &recipe.program,
+            args,
+            backend,
+            &metrics,
+            &recipe.children,
+        )
+        .await
+        {
             Ok(p) => p,
             Err(e) => {
                 metrics.transcode.count_error(backend, e.kind());
@@ -533,7 +580,14 @@ impl Session {
             last_error.as_deref().unwrap_or("")
         );
         let args = self.recipe.job.args(self.hw_decode);
-        let process = Process::spawn(&self.recipe.program, args, backend, &self.metrics).await?;
+        let process = Process::spawn(
+            &self.recipe.program,
+            args,
+            backend,
+            &self.metrics,
+            &self.recipe.children,
+        )
+        .await?;
         self.process = Some(process);
         self.last_output = Instant::now();
         self.stall_check.set_after(self.recipe.stall);

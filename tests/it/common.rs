@@ -654,3 +654,109 @@ pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A client reading one stream over a raw socket.
+pub struct StreamClient {
+    pub sock: TcpStream,
+    pub status: u16,
+    pub head: String,
+    /// Body bytes that came with the head.
+    pub pending: Vec<u8>,
+}
+
+impl StreamClient {
+    pub fn open(addr: SocketAddr, path: &str) -> StreamClient {
+        StreamClient::open_with(addr, path, None)
+    }
+
+    /// Opens with an optional small receive buffer (a client that will not read).
+    pub fn open_with(addr: SocketAddr, path: &str, rcvbuf: Option<usize>) -> StreamClient {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        if let Some(size) = rcvbuf {
+            sock.set_recv_buffer_size(size).expect("rcvbuf");
+        }
+        sock.connect_timeout(&addr.into(), Duration::from_secs(5))
+            .expect("connect");
+        let mut sock: TcpStream = sock.into();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test\r\n\r\n");
+        sock.write_all(req.as_bytes()).expect("send");
+        let (head, status, pending) = read_head(&mut sock, 16 * 1024, path);
+        StreamClient {
+            sock,
+            status,
+            head,
+            pending,
+        }
+    }
+
+    /// Reads until `n` body bytes have arrived (panics on EOF or timeout).
+    pub fn read_n(&mut self, n: usize) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.pending);
+        let mut buf = vec![0u8; 64 * 1024];
+        while out.len() < n {
+            let got = self.sock.read(&mut buf).expect("read body");
+            assert!(got > 0, "stream ended after {} bytes", out.len());
+            out.extend_from_slice(&buf[..got]);
+        }
+        out
+    }
+
+    /// Reads until EOF or error; returns how long it took and the bytes count.
+    pub fn read_to_end_within(&mut self, limit: Duration) -> (Duration, usize) {
+        let started = Instant::now();
+        self.sock.set_read_timeout(Some(limit)).unwrap();
+        let mut total = self.pending.len();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match self.sock.read(&mut buf) {
+                Ok(0) => return (started.elapsed(), total),
+                Ok(n) => total += n,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    panic!("stream still open after {limit:?}")
+                }
+                Err(_) => return (started.elapsed(), total),
+            }
+        }
+    }
+}
+
+/// Open file descriptors of process `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// (pid, state) of every ffmpeg whose parent is `parent`.
+pub fn ffmpeg_children(parent: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: u32 = rest.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == parent && comm == "ffmpeg" {
+            out.push((pid, state));
+        }
+    }
+    out
+}

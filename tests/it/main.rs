@@ -11,3 +11,4 @@ mod files;
 mod hdhr;
 mod protection;
 mod streams;
+mod transcode;

@@ -1,96 +1,19 @@
 //! The stream proxy against the simulator's real MPEG-TS: sharing, slow clients, relay
 //! port and fallback, tuner limit, hostile refs, upstream stalls, picons.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::{Daemon, Sim, TempDir, eventually, http, read_head, run_tool, stream_path};
+use crate::common::{
+    Daemon, Sim, StreamClient, TempDir, eventually, fd_count, http, run_tool, stream_path,
+};
 
 const PACKET: usize = 188;
-
-/// A client reading one stream over a raw socket.
-struct StreamClient {
-    sock: TcpStream,
-    status: u16,
-    head: String,
-    /// Body bytes that came with the head.
-    pending: Vec<u8>,
-}
-
-impl StreamClient {
-    fn open(addr: SocketAddr, path: &str) -> StreamClient {
-        StreamClient::open_with(addr, path, None)
-    }
-
-    /// Opens with an optional small receive buffer (a client that will not read).
-    fn open_with(addr: SocketAddr, path: &str, rcvbuf: Option<usize>) -> StreamClient {
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        if let Some(size) = rcvbuf {
-            sock.set_recv_buffer_size(size).expect("rcvbuf");
-        }
-        sock.connect_timeout(&addr.into(), Duration::from_secs(5))
-            .expect("connect");
-        let mut sock: TcpStream = sock.into();
-        sock.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test\r\n\r\n");
-        sock.write_all(req.as_bytes()).expect("send");
-        let (head, status, pending) = read_head(&mut sock, 16 * 1024, path);
-        StreamClient {
-            sock,
-            status,
-            head,
-            pending,
-        }
-    }
-
-    /// Reads until `n` body bytes have arrived (panics on EOF or timeout).
-    fn read_n(&mut self, n: usize) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.pending);
-        let mut buf = vec![0u8; 64 * 1024];
-        while out.len() < n {
-            let got = self.sock.read(&mut buf).expect("read body");
-            assert!(got > 0, "stream ended after {} bytes", out.len());
-            out.extend_from_slice(&buf[..got]);
-        }
-        out
-    }
-
-    /// Reads until EOF or error; returns how long it took and the bytes count.
-    fn read_to_end_within(&mut self, limit: Duration) -> (Duration, usize) {
-        let started = Instant::now();
-        self.sock.set_read_timeout(Some(limit)).unwrap();
-        let mut total = self.pending.len();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match self.sock.read(&mut buf) {
-                Ok(0) => return (started.elapsed(), total),
-                Ok(n) => total += n,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    panic!("stream still open after {limit:?}")
-                }
-                Err(_) => return (started.elapsed(), total),
-            }
-        }
-    }
-}
 
 fn assert_aligned(data: &[u8], who: &str) {
     assert!(data.len() >= PACKET, "{who}: short");
     for (i, p) in data.chunks_exact(PACKET).enumerate() {
         assert_eq!(p[0], 0x47, "{who}: packet {i} out of sync");
     }
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 fn start(sim: &Sim, tag: &str, env: &[(&str, &str)]) -> (TempDir, Daemon) {
