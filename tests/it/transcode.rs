@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Daemon, Sim, StreamClient, TempDir, eventually, http, run_tool, stream_path};
+use crate::common::{
+    Daemon, Sim, StreamClient, TempDir, eventually, ffmpeg_children, http, run_tool, stream_path,
+};
 
 fn start(sim: &Sim, tag: &str, env: &[(&str, &str)]) -> (TempDir, Daemon) {
     let data = TempDir::new(tag);
