@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod guide;
 pub mod hdhr;
+pub mod hls;
 pub mod http;
 pub mod hw;
 pub mod limit;

@@ -15,6 +15,7 @@ use smol::stream::StreamExt;
 
 use xg2g::config::{FileStamp, Live, LiveSettings, Settings};
 use xg2g::hdhr::Hdhr;
+use xg2g::hls::HlsService;
 use xg2g::http::routes::{App, Router, Routes};
 use xg2g::http::{self, ServerLimits, ServerStats};
 use xg2g::limit::{RateLimitConfig, RateLimiter};
@@ -285,6 +286,7 @@ async fn daemon(
     let app = start_daemon(&settings, config_file, &ex, &mut life, shutdown_rx).await?;
     wait_for_stop(signals, &app).await;
     log::info!("event=shutdown");
+    app.hls.shutdown(); // segmenters stop, their folders go
     app.streams.shutdown(); // upstreams close, stream clients get their end
     if let Some(hdhr) = &app.hdhr {
         hdhr.say_goodbye(); // SSDP listeners forget the tuner now, not in 30 minutes
@@ -365,6 +367,16 @@ async fn start_daemon(
         http::bind(settings.listen).with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.get_ref().local_addr()?;
     let streams = Arc::new(streams);
+    let hls = {
+        let (dir, streams, live, metrics, ex) = (
+            dir.clone(),
+            streams.clone(),
+            live.clone(),
+            metrics.clone(),
+            ex.clone(),
+        );
+        smol::unblock(move || HlsService::new(&dir, streams, live, metrics, ex)).await
+    };
     let hdhr = if settings.hdhr_enabled {
         let (live, metrics, streams) = (live.clone(), metrics.clone(), streams.clone());
         Some(smol::unblock(move || Hdhr::new(live, addr.port(), metrics, streams)).await)
@@ -378,6 +390,7 @@ async fn start_daemon(
         refresher: refresher.clone(),
         metrics,
         streams,
+        hls,
         picons,
         hdhr: hdhr.clone(),
         started: Instant::now(),

@@ -168,6 +168,10 @@ pub(super) enum Field {
     GpuMaxLoad,
     GpuLoadInterval,
     TranscodeMaxRestarts,
+    HlsMaxSessions,
+    HlsIdleTimeout,
+    HlsSegmentSeconds,
+    HlsListSize,
     LogLevel,
 }
 
@@ -197,7 +201,7 @@ impl KeyInfo {
 }
 
 /// Every setting, in `Settings` field order.
-pub(super) static KEYS: [KeyInfo; 78] = [
+pub(super) static KEYS: [KeyInfo; 82] = [
     key(
         "XG2G_OWI_BASE",
         "owi_base",
@@ -741,6 +745,34 @@ pub(super) static KEYS: [KeyInfo; 78] = [
         "3",
         "Times a crashed ffmpeg of a watched stream is restarted before its clients are ended, 0 to 20.",
         Field::TranscodeMaxRestarts,
+    ),
+    key(
+        "XG2G_HLS_MAX_SESSIONS",
+        "hls_max_sessions",
+        "4",
+        "HLS sessions (channel and profile) at once, 1 to 64; beyond that 503 E028.",
+        Field::HlsMaxSessions,
+    ),
+    key(
+        "XG2G_HLS_IDLE_TIMEOUT",
+        "hls_idle_timeout",
+        "30s",
+        "An HLS session nobody fetched anything of for this long ends and its folder is removed, 5s to 1h.",
+        Field::HlsIdleTimeout,
+    ),
+    key(
+        "XG2G_HLS_SEGMENT_SECONDS",
+        "hls_segment_seconds",
+        "2",
+        "Target HLS segment length in seconds, 1 to 10 (segments start at keyframes, so they can be longer).",
+        Field::HlsSegmentSeconds,
+    ),
+    key(
+        "XG2G_HLS_LIST_SIZE",
+        "hls_list_size",
+        "6",
+        "Segments in an HLS playlist, 3 to 30; one more is kept on disk, older ones are deleted.",
+        Field::HlsListSize,
     ),
     key(
         "XG2G_LOG_LEVEL",

@@ -196,6 +196,14 @@ pub struct Settings {
     pub gpu_load_interval: Duration,
     /// `XG2G_TRANSCODE_MAX_RESTARTS` (3, 0..=20).
     pub transcode_max_restarts: u32,
+    /// `XG2G_HLS_MAX_SESSIONS` (4, 1..=64).
+    pub hls_max_sessions: usize,
+    /// `XG2G_HLS_IDLE_TIMEOUT` (30s, 5s..=1h).
+    pub hls_idle_timeout: Duration,
+    /// `XG2G_HLS_SEGMENT_SECONDS` (2, 1..=10).
+    pub hls_segment_seconds: u32,
+    /// `XG2G_HLS_LIST_SIZE` (6, 3..=30).
+    pub hls_list_size: u32,
     /// `XG2G_LOG_LEVEL` (`info`): default log filter when `RUST_LOG` is unset.
     pub log_level: String,
 }
@@ -342,6 +350,9 @@ const CPU_SLOTS: IntRange = IntRange { lo: 0, hi: 64 };
 const GPU_MAX_LOAD: IntRange = IntRange { lo: 1, hi: 100 };
 const TRANSCODE_MAX_RESTARTS: IntRange = IntRange { lo: 0, hi: 20 };
 const GPU_QUEUE_MAX_WAIT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
+const HLS_SEGMENT_SECONDS: IntRange = IntRange { lo: 1, hi: 10 };
+const HLS_LIST_SIZE: IntRange = IntRange { lo: 3, hi: 30 };
+const HLS_IDLE_TIMEOUT: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(3600));
 const GPU_LOAD_INTERVAL: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(60));
 const STREAM_LINGER: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(600));
 const STREAM_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
@@ -447,6 +458,10 @@ impl Settings {
             gpu_max_load: 85,
             gpu_load_interval: Duration::from_secs(2),
             transcode_max_restarts: 3,
+            hls_max_sessions: 4,
+            hls_idle_timeout: Duration::from_secs(30),
+            hls_segment_seconds: 2,
+            hls_list_size: 6,
             log_level: "info".to_string(),
         }
     }
@@ -672,6 +687,10 @@ impl Settings {
             Field::GpuMaxLoad => self.gpu_max_load.to_string(),
             Field::GpuLoadInterval => format_duration(self.gpu_load_interval),
             Field::TranscodeMaxRestarts => self.transcode_max_restarts.to_string(),
+            Field::HlsMaxSessions => self.hls_max_sessions.to_string(),
+            Field::HlsIdleTimeout => format_duration(self.hls_idle_timeout),
+            Field::HlsSegmentSeconds => self.hls_segment_seconds.to_string(),
+            Field::HlsListSize => self.hls_list_size.to_string(),
             Field::LogLevel => self.log_level.clone(),
         }
     }
@@ -1198,6 +1217,12 @@ impl<'a> At<'a> {
             Field::TranscodeMaxRestarts => {
                 s.transcode_max_restarts = self.uint_as(TRANSCODE_MAX_RESTARTS)?
             }
+            Field::HlsMaxSessions => s.hls_max_sessions = self.uint_as(ENCODER_SLOTS)?,
+            Field::HlsIdleTimeout => s.hls_idle_timeout = self.duration(HLS_IDLE_TIMEOUT)?,
+            Field::HlsSegmentSeconds => {
+                s.hls_segment_seconds = self.uint_as(HLS_SEGMENT_SECONDS)?
+            }
+            Field::HlsListSize => s.hls_list_size = self.uint_as(HLS_LIST_SIZE)?,
             Field::LogLevel => {
                 s.log_level = self.parsed(value::LOG_LEVEL_ALLOWED, value::parse_log_level)?
             }

@@ -90,7 +90,7 @@ fn defaults_are_the_documented_ones() {
 #[test]
 fn key_table_is_consistent() {
     let keys = keys();
-    assert_eq!(keys.len(), 78);
+    assert_eq!(keys.len(), 82);
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(k.env, format!("XG2G_{}", k.file_key.to_ascii_uppercase()));
         assert!(!k.help.is_empty(), "{} has no help", k.env);

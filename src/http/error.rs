@@ -61,11 +61,13 @@ pub enum ErrorCode {
     NoEncoder,
     /// E027 (502): ffmpeg failed to start or delivered no stream.
     TranscodeFailed,
+    /// E028 (503): `XG2G_HLS_MAX_SESSIONS` HLS sessions are running.
+    HlsSessionsFull,
 }
 
 impl ErrorCode {
     /// Every code, in code order (the README table and its test use this).
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::RateLimited,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -93,6 +95,7 @@ impl ErrorCode {
         ErrorCode::EncoderQueueTimeout,
         ErrorCode::NoEncoder,
         ErrorCode::TranscodeFailed,
+        ErrorCode::HlsSessionsFull,
     ];
 
     /// The stable code, e.g. `E005`.
@@ -125,6 +128,7 @@ impl ErrorCode {
             ErrorCode::EncoderQueueTimeout => "E025",
             ErrorCode::NoEncoder => "E026",
             ErrorCode::TranscodeFailed => "E027",
+            ErrorCode::HlsSessionsFull => "E028",
         }
     }
 
@@ -145,7 +149,8 @@ impl ErrorCode {
             | ErrorCode::ReceiverUnavailable
             | ErrorCode::EncoderQueueFull
             | ErrorCode::EncoderQueueTimeout
-            | ErrorCode::NoEncoder => 503,
+            | ErrorCode::NoEncoder
+            | ErrorCode::HlsSessionsFull => 503,
             ErrorCode::BadRequest | ErrorCode::InvalidRef | ErrorCode::UnknownProfile => 400,
             ErrorCode::StreamOpenFailed
             | ErrorCode::PiconFetchFailed
@@ -192,6 +197,7 @@ impl ErrorCode {
             ErrorCode::EncoderQueueTimeout => "no encoder slot freed up in time",
             ErrorCode::NoEncoder => "no encoder can run this profile",
             ErrorCode::TranscodeFailed => "the transcoder failed",
+            ErrorCode::HlsSessionsFull => "all HLS sessions are in use",
         }
     }
 

@@ -24,6 +24,7 @@ use super::message::{Body, Handler, Request, Response};
 use crate::audit::{self, Actor, AuditEvent, AuditKind};
 use crate::config::{Live, LiveSettings, Settings};
 use crate::hdhr::Hdhr;
+use crate::hls::{HlsError, HlsService};
 use crate::limit::{Decision, RateLimiter, RouteClass, Verdict, client_ip};
 use crate::metrics::{Metrics, RateLimitLabels, ReasonLabel};
 use crate::picon::PiconCache;
@@ -46,6 +47,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The stream proxy.
     pub streams: Arc<StreamService>,
+    /// HLS sessions for Safari and iOS.
+    pub hls: Arc<HlsService>,
     /// The picon cache; `None` when logos cannot be proxied (an https `XG2G_PICON_BASE`).
     pub picons: Option<Arc<PiconCache>>,
     /// The HDHomeRun emulation; `None` when `XG2G_HDHR_ENABLED` is off.
@@ -145,6 +148,12 @@ impl Router {
             "/device.xml" | "/" if main => ("hdhr_device", "GET, HEAD", files, Guard::StreamToken),
             p if main && p.starts_with("/stream/") => (
                 "stream",
+                "GET, HEAD",
+                Some(RouteClass::Stream),
+                Guard::StreamToken,
+            ),
+            p if main && p.starts_with("/hls/") => (
+                "hls",
                 "GET, HEAD",
                 Some(RouteClass::Stream),
                 Guard::StreamToken,
@@ -352,6 +361,10 @@ impl Router {
                     .await
             }
             "encoders" => json_response(200, &self.app.streams.encoders()),
+            "hls" => {
+                self.hls(req, ctx, path.get("/hls/".len()..).unwrap_or_default())
+                    .await
+            }
             "hdhr_discover" | "hdhr_lineup" | "hdhr_lineup_status" | "hdhr_scan"
             | "hdhr_device" => self.hdhr(route, req, ctx),
             "picon" => {
@@ -446,6 +459,43 @@ impl Router {
                 resp
             }
             Err(e) => stream_error(&e),
+        }
+    }
+
+    /// `/hls/<ref>/index.m3u8[?profile=NAME]`: the live playlist (starting the session);
+    /// `/hls/<ref>/<profile>/seg<N>.ts`: one of its segments.
+    async fn hls(&self, req: &Request, ctx: &Ctx<'_>, tail: &str) -> Response {
+        let mut parts = tail.splitn(3, '/');
+        let (sref, second, third) = (parts.next(), parts.next(), parts.next());
+        let Some(sref) = sref else {
+            return ErrorCode::NotFound.response();
+        };
+        let channel = match self.app.streams.resolve(sref) {
+            Ok(c) => c,
+            Err(e) => return stream_error(&e),
+        };
+        match (second, third) {
+            (Some("index.m3u8"), None) => {
+                let profile = match requested_profile(req, &ctx.settings) {
+                    Ok(p) => p,
+                    Err(refused) => return refused,
+                };
+                let query = crate::refresh::token_query(&ctx.settings);
+                match self.app.hls.playlist(&channel, &profile, &query).await {
+                    Ok(text) => {
+                        Response::bytes(200, "application/vnd.apple.mpegurl", text.into_bytes())
+                            .with_header("Cache-Control", "no-cache")
+                    }
+                    Err(e) => hls_error(&e),
+                }
+            }
+            (Some(profile), Some(segment)) => {
+                match self.app.hls.segment(&channel, profile, segment) {
+                    Ok(path) if path.is_file() => serve_file(req, &path, "video/mp2t"),
+                    Ok(_) | Err(_) => ErrorCode::NotFound.response(),
+                }
+            }
+            _ => ErrorCode::NotFound.response(),
         }
     }
 
@@ -676,6 +726,18 @@ fn stream_error(e: &StreamError) -> Response {
         }
         StreamError::TranscodeFailed(_) => e.code().response_with_detail(&e.to_string()),
         _ => resp,
+    }
+}
+
+/// The error answer for an HLS request.
+fn hls_error(e: &HlsError) -> Response {
+    match e {
+        HlsError::Stream(e) => stream_error(e),
+        HlsError::TooManySessions(_) => {
+            ErrorCode::HlsSessionsFull.response_with_detail(&e.to_string())
+        }
+        HlsError::Segmenter(_) => ErrorCode::TranscodeFailed.response_with_detail(&e.to_string()),
+        HlsError::NotFound => ErrorCode::NotFound.response(),
     }
 }
 

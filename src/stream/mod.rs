@@ -328,6 +328,39 @@ impl StreamService {
         }
     }
 
+    /// The channel in `profile` for an internal reader (the HLS segmenter): like
+    /// [`StreamService::open`], but not counted as a stream client.
+    pub async fn open_feed(
+        &self,
+        channel: &Channel,
+        profile: &Profile,
+    ) -> Result<Opened, StreamError> {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(StreamError::ShuttingDown);
+        }
+        if profile.is_passthrough() {
+            inner.open_channel(channel, Client::Feed).await
+        } else {
+            inner.open_transcode(channel, profile, Client::Feed).await
+        }
+    }
+
+    /// An HLS segmenter reading `input` into `dir`.
+    pub async fn segmenter(
+        &self,
+        input: crate::transcode::Input,
+        dir: std::path::PathBuf,
+        segment_seconds: u32,
+        list_size: u32,
+    ) -> Result<crate::transcode::Session, StreamError> {
+        Ok(self
+            .inner
+            .transcoder
+            .segmenter(input, dir, segment_seconds, list_size)
+            .await?)
+    }
+
     /// One JPEG frame of the channel (a preview: the lowest queue priority).
     pub async fn snapshot(&self, channel: &Channel) -> Result<Vec<u8>, StreamError> {
         let inner = &self.inner;

@@ -254,7 +254,7 @@ impl Transcoder {
                 backend: device.backend,
             },
             max_restarts: s.transcode_max_restarts,
-            stall: s.stream_timeout,
+            stall: Some(s.stream_timeout),
         };
         log::info!(
             "event=transcode_start profile={} device=\"{}\" priority={} waited_ms={}",
@@ -263,7 +263,31 @@ impl Transcoder {
             priority.as_str(),
             lease.waited().as_millis()
         );
-        Ok(Session::start(recipe, input, lease, Arc::clone(&self.metrics)).await?)
+        Ok(Session::start(recipe, input, Some(lease), Arc::clone(&self.metrics)).await?)
+    }
+
+    /// A segmenter cutting `input` into HLS segments in `dir` (no encoder slot: it only
+    /// copies streams).
+    pub async fn segmenter(
+        &self,
+        input: Input,
+        dir: PathBuf,
+        segment_seconds: u32,
+        list_size: u32,
+    ) -> Result<Session, TranscodeError> {
+        let s = self.settings.get();
+        let recipe = session::Recipe {
+            children: Arc::clone(&self.children),
+            program: s.ffmpeg_path.clone(),
+            job: session::Job::Hls {
+                dir,
+                segment_seconds,
+                list_size,
+            },
+            max_restarts: s.transcode_max_restarts,
+            stall: None,
+        };
+        Ok(Session::start(recipe, input, None, Arc::clone(&self.metrics)).await?)
     }
 
     /// One JPEG frame of `input` (at preview priority, on the CPU): scaled to at most
@@ -282,9 +306,10 @@ impl Transcoder {
                 max_height: SNAPSHOT_MAX_HEIGHT,
             },
             max_restarts: 0,
-            stall: timeout,
+            stall: Some(timeout),
         };
-        let mut session = Session::start(recipe, input, lease, Arc::clone(&self.metrics)).await?;
+        let mut session =
+            Session::start(recipe, input, Some(lease), Arc::clone(&self.metrics)).await?;
         let read = async {
             let mut jpeg = Vec::new();
             let mut chunk = vec![0u8; 64 * 1024];

@@ -91,6 +91,16 @@ pub enum Job {
         /// Upper bound on the height.
         max_height: u32,
     },
+    /// Cut the stream (already in its profile) into HLS segments in `dir`, without
+    /// re-encoding: `index.m3u8` plus `seg<N>.ts`, at most `list_size` + 1 segments kept.
+    Hls {
+        /// The session's own folder.
+        dir: std::path::PathBuf,
+        /// Target segment length.
+        segment_seconds: u32,
+        /// Segments listed in the playlist.
+        list_size: u32,
+    },
 }
 
 impl Job {
@@ -99,40 +109,81 @@ impl Job {
         match self {
             Job::Encode { profile, backend } => ffmpeg_args_with(profile, backend, hw_decode),
             Job::Snapshot { max_height } => snapshot_args(*max_height),
+            Job::Hls {
+                dir,
+                segment_seconds,
+                list_size,
+            } => hls_args(dir, *segment_seconds, *list_size),
         }
     }
 
     fn backend(&self) -> &Backend {
         match self {
             Job::Encode { backend, .. } => backend,
-            Job::Snapshot { .. } => &Backend::Software,
+            Job::Snapshot { .. } | Job::Hls { .. } => &Backend::Software,
         }
     }
+}
+
+/// The input options every job shares (see `args`): broadcast-tolerant, quick to probe.
+const INPUT_ARGS: [&str; 12] = [
+    "-hide_banner",
+    "-nostats",
+    "-loglevel",
+    "level+warning",
+    "-fflags",
+    "+genpts+discardcorrupt",
+    "-analyzeduration",
+    "1500000",
+    "-probesize",
+    "2000000",
+    "-i",
+    "pipe:0",
+];
+
+/// ffmpeg arguments that segment MPEG-TS from stdin into a live HLS playlist in `dir`:
+/// streams copied, segments written to a temporary name and renamed when complete (a
+/// reader never sees half a segment), old ones deleted, no end tag (it is live).
+fn hls_args(dir: &std::path::Path, segment_seconds: u32, list_size: u32) -> Vec<String> {
+    let mut args: Vec<String> = INPUT_ARGS.iter().map(|s| (*s).to_string()).collect();
+    for a in [
+        "-map",
+        "0:v:0?",
+        "-map",
+        "0:a:0?",
+        "-sn",
+        "-dn",
+        "-c",
+        "copy",
+        "-f",
+        "hls",
+        "-hls_time",
+    ] {
+        args.push(a.to_string());
+    }
+    args.push(segment_seconds.to_string());
+    args.push("-hls_list_size".into());
+    args.push(list_size.to_string());
+    for a in [
+        "-hls_flags",
+        "delete_segments+temp_file+omit_endlist+independent_segments",
+        "-hls_segment_filename",
+    ] {
+        args.push(a.to_string());
+    }
+    args.push(dir.join("seg%d.ts").to_string_lossy().into_owned());
+    args.push(dir.join("index.m3u8").to_string_lossy().into_owned());
+    args
 }
 
 /// ffmpeg arguments for one JPEG frame from MPEG-TS on stdin: the input options of
 /// every transcode, the first video stream, deinterlaced if flagged, scaled down.
 fn snapshot_args(max_height: u32) -> Vec<String> {
-    let fixed = [
-        "-hide_banner",
-        "-nostats",
-        "-loglevel",
-        "level+warning",
-        "-fflags",
-        "+genpts+discardcorrupt",
-        "-analyzeduration",
-        "1500000",
-        "-probesize",
-        "2000000",
-        "-i",
-        "pipe:0",
-        "-map",
-        "0:v:0",
-        "-frames:v",
-        "1",
-        "-vf",
-    ];
-    let mut args: Vec<String> = fixed.iter().map(|s| (*s).to_string()).collect();
+    let mut args: Vec<String> = INPUT_ARGS
+        .iter()
+        .chain(&["-map", "0:v:0", "-frames:v", "1", "-vf"])
+        .map(|s| (*s).to_string())
+        .collect();
     args.push(format!(
         "yadif=deint=interlaced,scale=-2:'min(ih,{max_height})'"
     ));
@@ -184,8 +235,9 @@ pub struct Recipe {
     pub job: Job,
     /// Restarts allowed after a crash.
     pub max_restarts: u32,
-    /// Longest silence on stdout before the child counts as stalled.
-    pub stall: Duration,
+    /// Longest silence on stdout before the child counts as stalled; `None` for jobs
+    /// that write files, not stdout.
+    pub stall: Option<Duration>,
 }
 
 /// One running ffmpeg child with its pipes.
@@ -406,8 +458,9 @@ pub struct Session {
     process: Option<Process>,
     input: Option<Input>,
     pump: Pump,
-    /// The encoder slot, held for the whole session (restarts included).
-    lease: Lease,
+    /// The encoder slot, held for the whole session (restarts included); `None` for
+    /// jobs that encode nothing (HLS segmenting).
+    lease: Option<Lease>,
     metrics: Arc<Metrics>,
     restarts: u32,
     /// VAAPI: decode on the GPU until that fails once.
@@ -424,7 +477,7 @@ impl Session {
     pub async fn start(
         recipe: Recipe,
         input: Input,
-        lease: Lease,
+        lease: Option<Lease>,
         metrics: Arc<Metrics>,
     ) -> Result<Session, SessionError> {
         let hw_decode = matches!(recipe.job.backend(), Backend::Vaapi { .. });
@@ -468,7 +521,7 @@ impl Session {
             hw_decode,
             delivered: 0,
             last_output: Instant::now(),
-            stall_check: Timer::after(stall),
+            stall_check: stall.map_or_else(Timer::never, Timer::after),
         })
     }
 
@@ -477,9 +530,9 @@ impl Session {
         self.process.as_ref().map(|p| p.pid)
     }
 
-    /// The encoder slot this session holds.
-    pub fn lease(&self) -> &Lease {
-        &self.lease
+    /// The encoder slot this session holds, if it needs one.
+    pub fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
     }
 
     /// Reads transcoded MPEG-TS into `buf`, feeding the input to ffmpeg meanwhile;
@@ -526,7 +579,11 @@ impl Session {
                 }
                 Event::Pump(PumpStep::OutputClosed) => process.stdin = None,
                 Event::StallCheck => {
-                    let due = self.last_output + self.recipe.stall;
+                    let Some(stall) = self.recipe.stall else {
+                        self.stall_check = Timer::never();
+                        continue;
+                    };
+                    let due = self.last_output + stall;
                     if Instant::now() >= due {
                         return self.child_ended("stall", buf).await;
                     }
@@ -590,7 +647,9 @@ impl Session {
         .await?;
         self.process = Some(process);
         self.last_output = Instant::now();
-        self.stall_check.set_after(self.recipe.stall);
+        if let Some(stall) = self.recipe.stall {
+            self.stall_check.set_after(stall);
+        }
         // The old child may have died mid-packet: complete it so packets stay aligned.
         let partial = self.delivered % PACKET;
         if partial > 0 {

@@ -292,3 +292,74 @@ fn a_snapshot_is_one_jpeg_frame() {
     assert_eq!(bad.status, 400);
     assert!(daemon.metric("xg2g_gpu_queue_wait_seconds_count{priority=\"preview\"}") >= 1.0);
 }
+
+#[test]
+fn hls_serves_a_live_playlist_of_segments_and_cleans_up_when_idle() {
+    let sim = Sim::start(SIM);
+    let (data, daemon) = start(
+        &sim,
+        "tc-hls",
+        &[
+            ("XG2G_HLS_IDLE_TIMEOUT", "5s"),
+            ("XG2G_HLS_MAX_SESSIONS", "1"),
+            ("XG2G_STREAM_LINGER", "0s"),
+        ],
+    );
+    let refs = sim.plain_refs();
+    let tail = |i: usize| stream_path(&refs[i])["/stream/".len()..].to_string();
+    let index = format!("/hls/{}/index.m3u8?profile=aac", tail(0));
+    let r = daemon.get(&index);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    let text = r.text();
+    assert!(text.starts_with("#EXTM3U"), "{text}");
+    let segment = text
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .expect("a segment")
+        .to_string();
+    assert!(segment.starts_with("aac/seg"), "{segment}");
+    let seg = daemon.get(&format!("/hls/{}/{segment}", tail(0)));
+    assert_eq!(seg.status, 200);
+    assert_eq!(seg.body[0], 0x47, "a segment is MPEG-TS");
+    let url = format!("http://{}{index}", daemon.addr);
+    let probed = probe(&url);
+    assert!(
+        probed.contains(&("audio".into(), "aac".into())),
+        "{probed:?}"
+    );
+
+    // Hostile segment names and a second session beyond the limit.
+    for bad in [
+        "aac/index.m3u8",
+        "aac/seg1.ts.tmp",
+        "aac/..%2Fx",
+        "nope/seg0.ts",
+    ] {
+        let r = daemon.get(&format!("/hls/{}/{bad}", tail(0)));
+        assert_eq!(r.status, 404, "{bad}: {}", r.text());
+    }
+    let second = daemon.get(&format!("/hls/{}/index.m3u8", tail(1)));
+    assert_eq!(second.status, 503, "{}", second.text());
+    assert_eq!(second.json()["code"], "E028");
+    assert_eq!(
+        daemon.metric("xg2g_active_streams_by_mode{mode=\"hls\"}"),
+        1.0
+    );
+
+    // Nobody asks: the session ends, its ffmpeg and folder go.
+    let hls_dir = data.path().join("hls");
+    eventually(Duration::from_secs(12), "idle session ended", || {
+        std::fs::read_dir(&hls_dir).map_or(0, |d| d.count()) == 0
+            && ffmpeg_children(daemon.proc.pid()).is_empty()
+    });
+    assert_eq!(
+        daemon.metric("xg2g_active_streams_by_mode{mode=\"hls\"}"),
+        0.0
+    );
+    let gone = daemon.get(&format!("/hls/{}/{segment}", tail(0)));
+    assert_eq!(gone.status, 404);
+}
