@@ -448,3 +448,143 @@ fn device_path(backend: &Backend) -> Option<String> {
         Backend::V4l2m2m { device } => Some(device.to_string_lossy().into_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::http::ServerStats;
+    use crate::hw::load::NodeKind;
+
+    fn transcoder(pairs: &[(&str, &str)], hardware: Vec<DeviceSpec>) -> Arc<Transcoder> {
+        let env = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| (name == "XG2G_OWI_BASE").then(|| "http://box".to_string()))
+        };
+        let settings = LiveSettings::new(Arc::new(Settings::load(None, &env).unwrap()));
+        let metrics = Arc::new(Metrics::new(&ServerStats::default()));
+        Transcoder::new(settings, metrics, hardware)
+    }
+
+    fn vaapi(n: u32, hevc: bool, sysfs: Option<&str>) -> DeviceSpec {
+        let path = PathBuf::from(format!("/dev/dri/renderD{n}"));
+        DeviceSpec {
+            id: format!("vaapi:{}", path.display()),
+            backend: Backend::Vaapi {
+                render_node: path.clone(),
+            },
+            capacity: 2,
+            hevc,
+            node: Some(Node {
+                kind: NodeKind::Render,
+                path,
+                driver: Some("amdgpu".into()),
+                name: None,
+                sysfs: sysfs.map(PathBuf::from),
+            }),
+            probed_by: "config",
+        }
+    }
+
+    fn profile(name: &str) -> Profile {
+        Settings::load(None, &|n: &str| {
+            (n == "XG2G_OWI_BASE").then(|| "http://box".to_string())
+        })
+        .unwrap()
+        .profiles()
+        .get(name)
+        .cloned()
+        .unwrap()
+    }
+
+    #[test]
+    fn profiles_go_to_devices_that_can_run_them_and_the_cpu_is_last() {
+        let hevc = Profile {
+            name: "hevc".into(),
+            video: VideoMode::Hevc {
+                max_height: 1080,
+                bitrate_kbps: 4000,
+            },
+            audio: profile::AudioMode::Copy,
+        };
+        let t = transcoder(
+            &[("XG2G_TRANSCODE_CPU_SLOTS", "3")],
+            vec![vaapi(128, false, None), vaapi(129, true, None)],
+        );
+        // aac is audio-only: the CPU (last) alone; h264 everywhere; HEVC not on 128.
+        assert_eq!(t.eligible(&profile("aac")), Eligible(0b100));
+        assert_eq!(t.eligible(&profile("h264")), Eligible(0b111));
+        assert_eq!(t.eligible(&hevc), Eligible(0b110));
+        assert_eq!(t.eligible(&profile("copy")), Eligible(0));
+        let status = t.status();
+        let ids: Vec<&str> = status["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["id"].as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "vaapi:/dev/dri/renderD128",
+                "vaapi:/dev/dri/renderD129",
+                SOFTWARE_ID
+            ]
+        );
+        assert_eq!(status["devices"][2]["capacity"], 3);
+        assert_eq!(
+            status["devices"][2]["profiles"],
+            serde_json::json!(["aac", "h264"])
+        );
+        assert_eq!(
+            status["devices"][0]["profiles"],
+            serde_json::json!(["h264"])
+        );
+        assert_eq!(status["devices"][0]["path"], "/dev/dri/renderD128");
+        assert_eq!(status["queue"]["max"], 100);
+        assert_eq!(status["queue"]["max_wait_seconds"], 30.0);
+    }
+
+    #[test]
+    fn a_device_above_the_load_limit_takes_no_new_session_until_it_cools_down() {
+        let root = std::env::temp_dir().join(format!("xg2g-tc-load-{}", std::process::id()));
+        let dev = root.join("sys/devices/gpu0");
+        std::fs::create_dir_all(&dev).unwrap();
+        let t = transcoder(
+            &[
+                ("XG2G_GPU_MAX_LOAD", "80"),
+                ("XG2G_TRANSCODE_CPU_SLOTS", "0"),
+            ],
+            vec![vaapi(128, false, Some("/sys/devices/gpu0"))],
+        );
+        let h264 = profile("h264");
+        std::fs::write(dev.join("gpu_busy_percent"), "93\n").unwrap();
+        t.sample_load(&root);
+        assert!(!t.slot_free(Some(&h264)), "busy GPU refuses");
+        assert_eq!(t.status()["devices"][0]["load_percent"], 93.0);
+        assert_eq!(t.status()["devices"][0]["accepting"], false);
+        std::fs::write(dev.join("gpu_busy_percent"), "garbage").unwrap();
+        t.sample_load(&root);
+        assert!(
+            t.slot_free(Some(&h264)),
+            "unknown load does not lock the GPU out"
+        );
+        std::fs::write(dev.join("gpu_busy_percent"), "12").unwrap();
+        t.sample_load(&root);
+        assert!(t.slot_free(Some(&h264)));
+        assert!(
+            t.metrics
+                .encode()
+                .contains("xg2g_gpu_utilization_percent{device=\"vaapi:/dev/dri/renderD128\"} 12"),
+            "{}",
+            t.metrics.encode()
+        );
+        // No CPU slots: audio-only profiles have no device at all.
+        let refused = smol::block_on(t.acquire(t.eligible(&profile("aac")), Priority::Normal));
+        assert_eq!(refused.err(), Some(Rejected::NoDevice));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
