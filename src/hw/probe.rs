@@ -10,12 +10,12 @@
 //! - Only character devices are probed: a node that is a regular file, a FIFO or a
 //!   dangling link is skipped before anything opens it or runs ffmpeg on it.
 //! - How a node is probed, first that answers:
-//!   - render nodes: with cargo feature `vaapi`, libva ([`super::vaapi`]): H.264 encode
+//!   - render nodes: with cargo feature `vaapi`, libva (`hw::vaapi`): H.264 encode
 //!     found → an encoder, none → not one; a libva error is inconclusive and falls
 //!     through to ffmpeg. Then (and without the feature) the one-frame ffmpeg test
 //!     encode of `transcode::args::probe_args` (exit 0 = it encodes), once with
 //!     `h264_vaapi` and, if that works, once with `hevc_vaapi`.
-//!   - video nodes: with cargo feature `v4l2`, the ioctl probe ([`super::v4l2`]): M2M
+//!   - video nodes: with cargo feature `v4l2`, the ioctl probe (`hw::v4l2`): M2M
 //!     with H.264 on its CAPTURE queue → an encoder, anything else → not one; an ioctl
 //!     error is inconclusive. Without the feature (or for inconclusive nodes) ffmpeg
 //!     5.1's `h264_v4l2m2m` cannot be pointed at one node (it takes the first device in
@@ -30,6 +30,10 @@
 //!   killed (its whole process group, SIGKILL) after the caller's timeout and always
 //!   waited for (no zombies); its stderr is drained so it never blocks, and at most
 //!   [`STDERR_CAP`] bytes of it are kept. Worst case: `MAX_PROBED × 2 + 1` timeouts.
+//! - libva and V4L2 calls have no timeout (a thread in a driver call cannot be
+//!   interrupted): a driver that hangs in `vaInitialize` hangs discovery. The caller
+//!   may stop waiting for the `smol::unblock` future and go on with software; the
+//!   thread stays stuck, nothing else does.
 //! - Untested on real hardware: the build machines have no GPU and no `/dev/video*`.
 //!   Tests cover the software probe and the failure paths with the real ffmpeg, fake
 //!   trees, `/dev/null` and fake `ffmpeg` scripts.
@@ -299,7 +303,9 @@ fn probe_video(root: &Path, nodes: &[&Node], ffmpeg: &Path, timeout: Duration) -
         let mut encoders: Vec<(&Node, PathBuf)> = Vec::new();
         for &node in &nodes {
             let path = under(root, &node.path);
-            let id = format!("v4l2m2m:{}", path.to_string_lossy());
+            let id = backend_id(&Backend::V4l2m2m {
+                device: path.clone(),
+            });
             if !is_char_device(&path) {
                 skip(&id, "not_a_character_device", "");
                 continue;
@@ -426,11 +432,12 @@ enum WaitError {
 /// Waits for `child` at most `timeout`; on timeout or error kills its process group.
 /// Always reaps the child before returning.
 fn wait_bounded(child: &mut Child, timeout: Duration) -> Result<ExitStatus, WaitError> {
-    let deadline = Instant::now() + timeout;
+    // A timeout too large for an Instant (Duration::MAX) means "no deadline".
+    let deadline = Instant::now().checked_add(timeout);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Ok(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
+            Ok(None) if deadline.is_none_or(|d| Instant::now() < d) => thread::sleep(POLL),
             Ok(None) => {
                 kill_group(child);
                 let _ = child.wait();

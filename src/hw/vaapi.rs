@@ -15,9 +15,13 @@
 //!   (`va_open_display` and friends call `exit()` on failure).
 //! - Lists are bounded: at most [`MAX_LIST`] profiles or entrypoints are read, whatever
 //!   the driver claims.
-//! - libva-sys 0.1.2 carries VA-API 1.12 bindings generated on x86_64; the calls used
-//!   here have kept their ABI since VA-API 1.0. Untested on a real GPU: the build
-//!   machines have none, so only the failure paths (`/dev/null`, files) run in tests.
+//! - No timeout: a driver that hangs in `vaInitialize` hangs this call (see
+//!   `hw::probe` for what the caller does about it).
+//! - libva-sys 0.1.2 carries VA-API 1.12 bindings generated on x86_64. The calls used
+//!   here have kept their ABI since VA-API 1.0 and pass only integers, pointers and a
+//!   callback, no struct whose layout could differ on 32-bit ARM. Untested on a real
+//!   GPU: the build machines have none, so only the failure paths (`/dev/null`, files)
+//!   run in tests.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::fs::{File, OpenOptions};
