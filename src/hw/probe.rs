@@ -26,10 +26,13 @@
 //!     name them in the setting ([`super::spec`]).
 //!   - At most one V4L2 encoder is offered whichever probe found it, for the same
 //!     reason: two would be two slots on whichever single device ffmpeg picks.
-//! - Bounded: at most [`MAX_PROBED`] nodes of each kind are probed; each ffmpeg run is
-//!   killed (its whole process group, SIGKILL) after the caller's timeout and always
-//!   waited for (no zombies); its stderr is drained so it never blocks, and at most
-//!   [`STDERR_CAP`] bytes of it are kept. Worst case: `MAX_PROBED × 2 + 1` timeouts.
+//! - Bounded: at most [`MAX_PROBED`] render nodes are probed; video nodes (at most
+//!   `load::MAX_NODES`) cost an ioctl or a sysfs name each and one ffmpeg run in all,
+//!   so all of them are looked at (SoCs have a dozen ISP and codec nodes, the encoder
+//!   not always among the first). Each ffmpeg run is killed (its whole process group,
+//!   SIGKILL) after the caller's timeout and always waited for (no zombies); its stderr
+//!   is drained so it never blocks, and at most [`STDERR_CAP`] bytes of it are kept.
+//!   Worst case: `MAX_PROBED × 2 + 1` timeouts.
 //! - libva and V4L2 calls have no timeout (a thread in a driver call cannot be
 //!   interrupted): a driver that hangs in `vaInitialize` hangs discovery. The caller
 //!   may stop waiting for the `smol::unblock` future and go on with software; the
@@ -64,7 +67,7 @@ pub const V4L2M2M_CAPACITY: u32 = 1;
 /// libx264 veryfast at 720p takes about one core of a small ARM box.
 pub const SOFTWARE_CAPACITY: u32 = 1;
 
-/// Nodes of each kind probed; more GPUs than this is not a set-top box, and it bounds
+/// Render nodes probed; more GPUs than this is not a set-top box, and it bounds
 /// start-up to a few timeouts.
 pub const MAX_PROBED: usize = 8;
 
@@ -282,7 +285,6 @@ fn hevc_probe_args(backend: &Backend) -> Option<Vec<String>> {
 }
 
 fn probe_video(root: &Path, nodes: &[&Node], ffmpeg: &Path, timeout: Duration) -> Option<Encoder> {
-    let nodes: Vec<&Node> = nodes.iter().take(MAX_PROBED).copied().collect();
     let encoder = |node: &Node, path: PathBuf, probed_by: &'static str| {
         let backend = Backend::V4l2m2m { device: path };
         Encoder {
@@ -301,7 +303,7 @@ fn probe_video(root: &Path, nodes: &[&Node], ffmpeg: &Path, timeout: Duration) -
     #[cfg(feature = "v4l2")]
     {
         let mut encoders: Vec<(&Node, PathBuf)> = Vec::new();
-        for &node in &nodes {
+        for &node in nodes {
             let path = under(root, &node.path);
             let id = backend_id(&Backend::V4l2m2m {
                 device: path.clone(),

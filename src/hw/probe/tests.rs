@@ -414,3 +414,18 @@ fn configured_devices_become_encoders() {
     assert_eq!((got[2].capacity, got[2].hevc), (3, true));
     assert!(got.iter().all(|e| e.probed_by == "config"));
 }
+
+#[test]
+fn the_video_encoder_may_come_after_many_other_nodes() {
+    // Rockchip-like: a dozen ISP nodes first, the encoder last.
+    let f = Fake::new("many");
+    for n in 0..12 {
+        f.video(n, "rkisp_mainpath", true);
+    }
+    f.video(20, "rockchip,rk3568-vepu-enc", true);
+    let ffmpeg = f.recording_ffmpeg(&["h264_v4l2m2m"]);
+    let found = discover(&f.root, &ffmpeg, T);
+    let ids: Vec<&str> = found.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, [format!("v4l2m2m:{}", f.p("/dev/video20").display())]);
+    assert_eq!(f.calls().len(), 1);
+}
