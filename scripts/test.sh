@@ -12,6 +12,11 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v gzip >/dev/null || need+=(gzip)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v hdhomerun_config >/dev/null || need+=(hdhomerun-config)
+# The encoder-probe features: libva-sys finds libva through pkg-config (and links it),
+# v4l2r's bindgen loads libclang at build time.
+command -v pkg-config >/dev/null || need+=(pkg-config)
+pkg-config --exists libva-drm 2>/dev/null || need+=(libva-dev)
+ldconfig -p | grep 'libclang-[0-9.]*\.so' >/dev/null || need+=(libclang1-14)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -26,6 +31,10 @@ shellcheck scripts/*.sh cross/*.sh benches/*.sh .ci/run
 
 echo "== tests"
 cargo test --locked
+
+echo "== encoder probes: lint and test with features vaapi,v4l2 (host only)"
+cargo clippy --all-targets --locked --features vaapi,v4l2 -- -D warnings
+cargo test --locked --features vaapi,v4l2 --lib hw::
 
 echo "== aarch64 build and smoke test (Rust 1.85, qemu)"
 cross/build.sh aarch64 --smoke
