@@ -26,7 +26,7 @@ use xg2g::refresh::Refresher;
 use xg2g::reload::{ReloadSource, reload};
 use xg2g::sim::{Fault, SimConfig, Simulator};
 use xg2g::stream::StreamService;
-use xg2g::transcode::{DeviceSpec, Transcoder};
+use xg2g::transcode::Transcoder;
 
 const USAGE: &str = "\
 usage: xg2g [--config FILE] [serve]     run the daemon (settings: XG2G_* environment)
@@ -322,7 +322,7 @@ async fn start_daemon(
     let live = LiveSettings::new(settings.clone());
     let refresher = Refresher::new(live.clone(), lineup.clone(), metrics.clone(), ex.clone())
         .context("setting up the receiver client")?;
-    let hardware = smol::unblock(encoder_devices).await;
+    let hardware = xg2g::transcode::find_encoders(settings).await;
     let transcoder = Transcoder::new(live.clone(), metrics.clone(), hardware);
     let streams = StreamService::new(
         settings,
@@ -463,11 +463,6 @@ async fn start_daemon(
         life.start(ex, "config-watch", watch_config(app.clone(), file));
     }
     Ok(app)
-}
-
-/// The hardware encoders: none until discovery lands.
-fn encoder_devices() -> Vec<DeviceSpec> {
-    Vec::new()
 }
 
 /// Every few seconds, forgets rate-limited clients whose buckets are full again, so the

@@ -78,6 +78,7 @@ impl KeyInfo {
                 | Field::SsdpPort
                 | Field::SsdpListen
                 | Field::SsdpInterface
+                | Field::TranscodeEncoders
                 | Field::GpuQueueSize
                 | Field::GpuQueueWorkers
                 | Field::TranscodeCpuSlots
@@ -161,6 +162,7 @@ pub(super) enum Field {
     FfmpegPath,
     DefaultProfile,
     TranscodeProfiles,
+    TranscodeEncoders,
     GpuQueueSize,
     GpuQueueWorkers,
     TranscodeCpuSlots,
@@ -201,7 +203,7 @@ impl KeyInfo {
 }
 
 /// Every setting, in `Settings` field order.
-pub(super) static KEYS: [KeyInfo; 82] = [
+pub(super) static KEYS: [KeyInfo; 83] = [
     key(
         "XG2G_OWI_BASE",
         "owi_base",
@@ -696,6 +698,13 @@ pub(super) static KEYS: [KeyInfo; 82] = [
         "",
         "User profiles, e.g. mobile:video=h264,height=480,bitrate=1200k;radio:audio=aac (see Transcoding); a name of a built-in replaces it, except copy.",
         Field::TranscodeProfiles,
+    ),
+    key(
+        "XG2G_TRANSCODE_ENCODERS",
+        "transcode_encoders",
+        "",
+        "Encoders to use instead of probing, e.g. vaapi:/dev/dri/renderD128=4,v4l2m2m:/dev/video11=1,software=2 (backend[:path][=sessions]); unset = probe /dev at start.",
+        Field::TranscodeEncoders,
     ),
     key(
         "XG2G_GPU_QUEUE_SIZE",

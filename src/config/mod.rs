@@ -23,6 +23,7 @@ pub use keys::KeyInfo;
 pub use live::{FileStamp, Live, LiveSettings};
 pub use value::format_duration;
 
+use crate::hw::spec::{EncoderSpec, parse_encoders};
 use crate::limit::IpSet;
 use crate::transcode::profile::{Profiles, parse_profiles};
 
@@ -182,6 +183,8 @@ pub struct Settings {
     pub default_profile: String,
     /// `XG2G_TRANSCODE_PROFILES`: user profiles, text that `parse_profiles` accepted.
     pub transcode_profiles: String,
+    /// `XG2G_TRANSCODE_ENCODERS`: the encoders to use; `None` = probe at start.
+    pub transcode_encoders: Option<Vec<EncoderSpec>>,
     /// `XG2G_GPU_QUEUE_SIZE` (100, 0..=10000): transcode requests waiting for a slot.
     pub gpu_queue_size: usize,
     /// `XG2G_GPU_QUEUE_WORKERS` (1..=64): sessions per hardware encoder; `None` = per backend.
@@ -367,6 +370,7 @@ const LABEL_ALLOWED: &str = "must be 1 to 64 printable characters";
 const DEVICE_ID_ALLOWED: &str = "must be 8 hex digits that pass the HDHomeRun checksum";
 const IPV4_ALLOWED: &str = "must be an IPv4 address like 192.168.1.5";
 const PATH_ALLOWED: &str = "must be a folder path";
+const ENCODERS_ALLOWED: &str = "must be a comma list of backend[:path][=sessions]";
 const PROGRAM_ALLOWED: &str = "must be a program name or path";
 const PROFILE_NAME_ALLOWED: &str =
     "must be a profile name: copy, aac, h264 or one from XG2G_TRANSCODE_PROFILES";
@@ -451,6 +455,7 @@ impl Settings {
             ffmpeg_path: PathBuf::from("ffmpeg"),
             default_profile: "copy".to_string(),
             transcode_profiles: String::new(),
+            transcode_encoders: None,
             gpu_queue_size: 100,
             gpu_queue_workers: None,
             transcode_cpu_slots: None,
@@ -676,6 +681,19 @@ impl Settings {
             Field::DefaultProfile => self.default_profile.clone(),
             Field::TranscodeProfiles if self.transcode_profiles.is_empty() => UNSET.to_string(),
             Field::TranscodeProfiles => one_line(&self.transcode_profiles),
+            Field::TranscodeEncoders => self.transcode_encoders.as_ref().map_or_else(
+                || UNSET.to_string(),
+                |specs| {
+                    let items: Vec<String> = specs
+                        .iter()
+                        .map(|e| match e.capacity {
+                            Some(n) => format!("{}={n}", e.id()),
+                            None => e.id(),
+                        })
+                        .collect();
+                    one_line(&items.join(","))
+                },
+            ),
             Field::GpuQueueSize => self.gpu_queue_size.to_string(),
             Field::GpuQueueWorkers => self
                 .gpu_queue_workers
@@ -719,6 +737,7 @@ impl Settings {
         self.ssdp_port = running.ssdp_port;
         self.ssdp_listen = running.ssdp_listen;
         self.ssdp_interface = running.ssdp_interface;
+        self.transcode_encoders = running.transcode_encoders.clone();
         self.gpu_queue_size = running.gpu_queue_size;
         self.gpu_queue_workers = running.gpu_queue_workers;
         self.transcode_cpu_slots = running.transcode_cpu_slots;
@@ -1207,6 +1226,9 @@ impl<'a> At<'a> {
                 let text = self.text(TEXT_ALLOWED)?;
                 parse_profiles(text).map_err(|e| self.fail(e.to_string()))?;
                 s.transcode_profiles = text.to_string();
+            }
+            Field::TranscodeEncoders => {
+                s.transcode_encoders = Some(self.parsed(ENCODERS_ALLOWED, parse_encoders)?)
             }
             Field::GpuQueueSize => s.gpu_queue_size = self.uint_as(GPU_QUEUE_SIZE)?,
             Field::GpuQueueWorkers => s.gpu_queue_workers = Some(self.uint_as(ENCODER_SLOTS)?),

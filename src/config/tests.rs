@@ -90,7 +90,7 @@ fn defaults_are_the_documented_ones() {
 #[test]
 fn key_table_is_consistent() {
     let keys = keys();
-    assert_eq!(keys.len(), 82);
+    assert_eq!(keys.len(), 83);
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(k.env, format!("XG2G_{}", k.file_key.to_ascii_uppercase()));
         assert!(!k.help.is_empty(), "{} has no help", k.env);
@@ -969,6 +969,8 @@ fn transcode_settings_are_read_and_checked() {
         ("XG2G_GPU_QUEUE_MAX_WAIT", "0s"),
         ("XG2G_TRANSCODE_MAX_RESTARTS", "21"),
         ("XG2G_FFMPEG_PATH", "ff\u{7}mpeg"),
+        ("XG2G_TRANSCODE_ENCODERS", "vaapi"),
+        ("XG2G_TRANSCODE_ENCODERS", "quicksync:/dev/dri/renderD128"),
     ] {
         let e = load_env(&[BASE, (key, value)]).unwrap_err();
         assert!(

@@ -63,9 +63,12 @@ pub const VAAPI_CAPACITY: u32 = 4;
 /// bcm2835-codec manages 1080p30) hold about one real-time HD stream.
 pub const V4L2M2M_CAPACITY: u32 = 1;
 
-/// Default software sessions (for a configured `software` entry without a capacity):
-/// libx264 veryfast at 720p takes about one core of a small ARM box.
-pub const SOFTWARE_CAPACITY: u32 = 1;
+/// Default software (CPU) sessions: half the cores, at least one; libx264 veryfast at
+/// 720p keeps about two cores of a small ARM box busy, an audio-only `aac` far less.
+pub fn software_capacity() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores / 2).unwrap_or(1).max(1)
+}
 
 /// Render nodes probed; more GPUs than this is not a set-top box, and it bounds
 /// start-up to a few timeouts.
@@ -127,10 +130,10 @@ impl Encoder {
 }
 
 /// The default capacity of a backend: [`VAAPI_CAPACITY`], [`V4L2M2M_CAPACITY`] or
-/// [`SOFTWARE_CAPACITY`].
+/// [`software_capacity`].
 pub fn default_capacity(backend: &Backend) -> u32 {
     match backend {
-        Backend::Software => SOFTWARE_CAPACITY,
+        Backend::Software => software_capacity(),
         Backend::Vaapi { .. } => VAAPI_CAPACITY,
         Backend::V4l2m2m { .. } => V4L2M2M_CAPACITY,
     }

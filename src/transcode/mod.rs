@@ -22,7 +22,9 @@ use async_io::Timer;
 use serde_json::json;
 
 use crate::config::LiveSettings;
-use crate::hw::load::{Node, read_load};
+use crate::hw::load::read_load;
+pub use crate::hw::probe::Encoder;
+use crate::hw::probe::software_capacity;
 use crate::metrics::{DeviceLabel, Metrics, PriorityLabel, ReasonLabel};
 use args::{Backend, backend_supports};
 use profile::{Profile, VideoMode};
@@ -36,48 +38,63 @@ const MAX_SNAPSHOT_BYTES: usize = 4 << 20;
 /// Height a snapshot is scaled down to at most (a preview, not a screenshot).
 const SNAPSHOT_MAX_HEIGHT: u32 = 360;
 
-/// One encoder device offered to the pool.
-#[derive(Debug, Clone)]
-pub struct DeviceSpec {
-    /// Stable id, e.g. `vaapi:/dev/dri/renderD128`.
-    pub id: String,
-    /// How it encodes.
-    pub backend: Backend,
-    /// Concurrent sessions.
-    pub capacity: u32,
-    /// Encodes HEVC too (every device encodes H.264).
-    pub hevc: bool,
-    /// Its node, for load sampling; `None` for the CPU and configured devices sysfs does
-    /// not show.
-    pub node: Option<Node>,
-    /// How it was found: `libva`, `v4l2`, `ffmpeg`, `config` or `cpu`.
-    pub probed_by: &'static str,
+/// The CPU with `capacity` software sessions (it encodes HEVC too, with libx265).
+pub fn software(capacity: u32) -> Encoder {
+    Encoder {
+        id: SOFTWARE_ID.to_string(),
+        backend: Backend::Software,
+        capacity,
+        hevc: true,
+        node: None,
+        probed_by: "cpu",
+    }
 }
 
-impl DeviceSpec {
-    /// The CPU with `capacity` software sessions.
-    pub fn software(capacity: u32) -> DeviceSpec {
-        DeviceSpec {
-            id: SOFTWARE_ID.to_string(),
-            backend: Backend::Software,
-            capacity,
-            hevc: true,
-            node: None,
-            probed_by: "cpu",
+/// Longest one probe encode may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the whole start-up discovery may take (libva and V4L2 calls cannot be timed
+/// out one by one; a hung driver must not keep the daemon from serving).
+const DISCOVERY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The encoders `settings` ask for: `XG2G_TRANSCODE_ENCODERS` as given (no probing), else
+/// what probing `/dev` finds, with `XG2G_GPU_QUEUE_WORKERS` as their capacity when set.
+/// The CPU is added by [`Transcoder::new`].
+pub async fn find_encoders(settings: &crate::config::Settings) -> Vec<Encoder> {
+    let root = PathBuf::from("/");
+    if let Some(specs) = settings.transcode_encoders.clone() {
+        return smol::unblock(move || {
+            let nodes = crate::hw::load::find_nodes(&root);
+            specs
+                .iter()
+                .map(|spec| Encoder::from_spec(spec, &root, &nodes))
+                .collect()
+        })
+        .await;
+    }
+    let ffmpeg = settings.ffmpeg_path.clone();
+    let discovery =
+        smol::unblock(move || crate::hw::probe::discover(&root, &ffmpeg, PROBE_TIMEOUT));
+    let deadline = async {
+        Timer::after(DISCOVERY_DEADLINE).await;
+        log::warn!(
+            "event=encoder_discovery_timeout seconds={} fallback=software",
+            DISCOVERY_DEADLINE.as_secs()
+        );
+        Vec::new()
+    };
+    let mut found = smol::future::or(discovery, deadline).await;
+    if let Some(n) = settings.gpu_queue_workers {
+        for e in &mut found {
+            e.capacity = n;
         }
     }
-
-    /// Whether this device can run `profile`.
-    fn can_run(&self, profile: &Profile) -> bool {
-        let hevc = matches!(profile.video, VideoMode::Hevc { .. });
-        backend_supports(&self.backend, profile) && (!hevc || self.hevc)
-    }
+    found
 }
 
-/// Software sessions by default: half the cores (one H.264 encode keeps about two busy).
-pub fn default_cpu_slots() -> u32 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    u32::try_from(cores / 2).unwrap_or(1).max(1)
+/// Whether `device` can run `profile`.
+fn can_run(device: &Encoder, profile: &Profile) -> bool {
+    let hevc = matches!(profile.video, VideoMode::Hevc { .. });
+    backend_supports(&device.backend, profile) && (!hevc || device.hevc)
 }
 
 /// Why a transcode could not be served.
@@ -95,7 +112,7 @@ pub enum TranscodeError {
 }
 
 struct Device {
-    spec: DeviceSpec,
+    spec: Encoder,
     /// The last load sampled, percent.
     load: Mutex<Option<f64>>,
 }
@@ -110,19 +127,25 @@ pub struct Transcoder {
 }
 
 impl Transcoder {
-    /// The transcoder over `hardware` plus the CPU (`XG2G_TRANSCODE_CPU_SLOTS`), with the
-    /// queue bounds from `settings`.
+    /// The transcoder over `hardware` plus the CPU (a `software` entry of `hardware`,
+    /// else `XG2G_TRANSCODE_CPU_SLOTS`), with the queue bounds from `settings`.
     pub fn new(
         settings: Arc<LiveSettings>,
         metrics: Arc<Metrics>,
-        hardware: Vec<DeviceSpec>,
+        hardware: Vec<Encoder>,
     ) -> Arc<Transcoder> {
         let s = settings.get();
-        let cpu = s.transcode_cpu_slots.unwrap_or_else(default_cpu_slots);
-        let mut specs = hardware;
+        let (mut specs, named_cpu): (Vec<Encoder>, Vec<Encoder>) = hardware
+            .into_iter()
+            .partition(|e| e.backend != Backend::Software);
+        let cpu = named_cpu
+            .first()
+            .map(|e| e.capacity)
+            .or(s.transcode_cpu_slots)
+            .unwrap_or_else(software_capacity);
         // Last: the least-loaded rule prefers the lowest index on a tie, and the CPU is
         // the last resort.
-        specs.push(DeviceSpec::software(cpu));
+        specs.push(software(cpu));
         let pool = Pool::new(
             specs
                 .iter()
@@ -171,7 +194,7 @@ impl Transcoder {
     fn eligible(&self, profile: &Profile) -> Eligible {
         let mut mask = 0u64;
         for (i, d) in self.devices.iter().enumerate().take(64) {
-            if d.spec.can_run(profile) {
+            if can_run(&d.spec, profile) {
                 mask |= 1 << i;
             }
         }
@@ -244,7 +267,7 @@ impl Transcoder {
             .devices
             .get(lease.device())
             .map(|d| d.spec.clone())
-            .unwrap_or_else(|| DeviceSpec::software(1));
+            .unwrap_or_else(|| software(1));
         let s = self.settings.get();
         let recipe = session::Recipe {
             children: Arc::clone(&self.children),
@@ -411,7 +434,7 @@ impl Transcoder {
                 let can: Vec<&str> = profiles
                     .names()
                     .into_iter()
-                    .filter(|name| profiles.get(name).is_some_and(|p| d.spec.can_run(p)))
+                    .filter(|name| profiles.get(name).is_some_and(|p| can_run(&d.spec, p)))
                     .collect();
                 json!({
                     "id": d.spec.id,
@@ -454,9 +477,9 @@ mod tests {
     use super::*;
     use crate::config::Settings;
     use crate::http::ServerStats;
-    use crate::hw::load::NodeKind;
+    use crate::hw::load::{Node, NodeKind};
 
-    fn transcoder(pairs: &[(&str, &str)], hardware: Vec<DeviceSpec>) -> Arc<Transcoder> {
+    fn transcoder(pairs: &[(&str, &str)], hardware: Vec<Encoder>) -> Arc<Transcoder> {
         let env = |name: &str| {
             pairs
                 .iter()
@@ -469,9 +492,9 @@ mod tests {
         Transcoder::new(settings, metrics, hardware)
     }
 
-    fn vaapi(n: u32, hevc: bool, sysfs: Option<&str>) -> DeviceSpec {
+    fn vaapi(n: u32, hevc: bool, sysfs: Option<&str>) -> Encoder {
         let path = PathBuf::from(format!("/dev/dri/renderD{n}"));
-        DeviceSpec {
+        Encoder {
             id: format!("vaapi:{}", path.display()),
             backend: Backend::Vaapi {
                 render_node: path.clone(),

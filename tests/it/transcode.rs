@@ -363,3 +363,28 @@ fn hls_serves_a_live_playlist_of_segments_and_cleans_up_when_idle() {
     let gone = daemon.get(&format!("/hls/{}/{segment}", tail(0)));
     assert_eq!(gone.status, 404);
 }
+
+#[test]
+fn configured_encoders_are_listed_as_given_with_the_cpu_last() {
+    let sim = Sim::start(SIM);
+    let (_data, daemon) = start(
+        &sim,
+        "tc-encoders",
+        &[(
+            "XG2G_TRANSCODE_ENCODERS",
+            "software=3, vaapi:/dev/dri/renderD128=2",
+        )],
+    );
+    let enc = daemon.get("/api/v1/encoders").json();
+    let devices = enc["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 2, "{enc}");
+    assert_eq!(devices[0]["id"], "vaapi:/dev/dri/renderD128", "{enc}");
+    assert_eq!(devices[0]["backend"], "vaapi");
+    assert_eq!(devices[0]["path"], "/dev/dri/renderD128");
+    assert_eq!(devices[0]["capacity"], 2);
+    assert_eq!(devices[0]["probed_by"], "config");
+    assert_eq!(devices[0]["profiles"], serde_json::json!(["h264"]));
+    assert_eq!(devices[1]["id"], "software");
+    assert_eq!(devices[1]["capacity"], 3);
+    assert_eq!(enc["queue"]["size"]["preview"], 0);
+}

@@ -382,7 +382,7 @@ fn helpers() {
     assert!(!hevc.iter().any(|a| a == "h264_vaapi"));
     assert_eq!(hevc_probe_args(&Backend::Software), None);
 
-    assert_eq!(default_capacity(&Backend::Software), SOFTWARE_CAPACITY);
+    assert_eq!(default_capacity(&Backend::Software), software_capacity());
     assert_eq!(default_capacity(&vaapi), 4);
     let v4l2 = Backend::V4l2m2m {
         device: PathBuf::from("/dev/video11"),
