@@ -2,6 +2,8 @@
 //! read from /dev, sysfs and debugfs, asked through libva or V4L2 ioctls (cargo
 //! features `vaapi`, `v4l2`) or a one-frame ffmpeg test encode.
 
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod load;
 pub mod probe;
 pub mod spec;

@@ -45,7 +45,7 @@
 //!   [`backend_supports`]) gets the software arguments: a slow stream beats none, and the
 //!   caller is expected to check [`backend_supports`] first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::profile::{AudioMode, Profile, VideoMode};
 
@@ -112,7 +112,7 @@ pub fn ffmpeg_args(profile: &Profile, backend: &Backend) -> Vec<String> {
 /// backends.
 pub fn ffmpeg_args_with(profile: &Profile, backend: &Backend, hw_decode: bool) -> Vec<String> {
     let mut a = Args::default();
-    a.push(&["-hide_banner", "-nostats", "-loglevel", "level+warning"]);
+    a.push(&LOG_ARGS);
 
     let encode = match &profile.video {
         VideoMode::Copy => None,
@@ -146,22 +146,8 @@ pub fn ffmpeg_args_with(profile: &Profile, backend: &Backend, hw_decode: bool) -
             ]);
         }
     }
-    a.push(&[
-        "-fflags",
-        "+genpts+discardcorrupt",
-        "-analyzeduration",
-        "1500000",
-        "-probesize",
-        "2000000",
-        "-i",
-        "pipe:0",
-        "-map",
-        "0:v:0?",
-        "-map",
-        "0:a:0?",
-        "-sn",
-        "-dn",
-    ]);
+    a.push(&INPUT);
+    a.push(&["-map", "0:v:0?", "-map", "0:a:0?", "-sn", "-dn"]);
 
     match encode {
         None => a.push(&["-c:v", "copy"]),
@@ -224,6 +210,81 @@ pub fn probe_args(backend: &Backend) -> Vec<String> {
     }
     a.push(&["-frames:v", "1", "-f", "null", "-"]);
     a.0
+}
+
+/// Logging options (see the module rules).
+const LOG_ARGS: [&str; 4] = ["-hide_banner", "-nostats", "-loglevel", "level+warning"];
+
+/// Input options (see the module rules): broadcast-tolerant, quick to probe, stdin.
+const INPUT: [&str; 8] = [
+    "-fflags",
+    "+genpts+discardcorrupt",
+    "-analyzeduration",
+    "1500000",
+    "-probesize",
+    "2000000",
+    "-i",
+    "pipe:0",
+];
+
+/// Logging and input options as owned arguments: how every job's vector starts.
+fn log_and_input() -> Vec<String> {
+    LOG_ARGS
+        .iter()
+        .chain(&INPUT)
+        .map(|s| (*s).to_string())
+        .collect()
+}
+
+/// ffmpeg arguments that segment MPEG-TS from stdin into a live HLS playlist in `dir`:
+/// streams copied, segments written to a temporary name and renamed when complete (a
+/// reader never sees half a segment), old ones deleted, no end tag (it is live).
+pub fn hls_args(dir: &Path, segment_seconds: u32, list_size: u32) -> Vec<String> {
+    let mut args = log_and_input();
+    for a in [
+        "-map",
+        "0:v:0?",
+        "-map",
+        "0:a:0?",
+        "-sn",
+        "-dn",
+        "-c",
+        "copy",
+        "-f",
+        "hls",
+        "-hls_time",
+    ] {
+        args.push(a.to_string());
+    }
+    args.push(segment_seconds.to_string());
+    args.push("-hls_list_size".into());
+    args.push(list_size.to_string());
+    for a in [
+        "-hls_flags",
+        "delete_segments+temp_file+omit_endlist+independent_segments",
+        "-hls_segment_filename",
+    ] {
+        args.push(a.to_string());
+    }
+    args.push(dir.join("seg%d.ts").to_string_lossy().into_owned());
+    args.push(dir.join("index.m3u8").to_string_lossy().into_owned());
+    args
+}
+
+/// ffmpeg arguments for one JPEG frame from MPEG-TS on stdin: the input options of
+/// every transcode, the first video stream, deinterlaced if flagged, scaled down.
+pub fn snapshot_args(max_height: u32) -> Vec<String> {
+    let mut args = log_and_input();
+    args.extend(["-map", "0:v:0", "-frames:v", "1", "-vf"].map(String::from));
+    args.push(format!(
+        "yadif=deint=interlaced,scale=-2:'min(ih,{max_height})'"
+    ));
+    args.extend(
+        ["-q:v", "5", "-f", "image2", "-c:v", "mjpeg", "pipe:1"]
+            .iter()
+            .map(|s| (*s).to_string()),
+    );
+    args
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -499,6 +560,26 @@ mod tests {
                 "-flush_packets", "0", "-f", "mpegts", "-mpegts_flags", "+resend_headers", "-muxdelay", "0", "-muxpreload", "0", "pipe:1",
             ])
         );
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn golden_snapshot_and_hls() {
+        assert_eq!(snapshot_args(360), v(&[
+            "-hide_banner", "-nostats", "-loglevel", "level+warning",
+            "-fflags", "+genpts+discardcorrupt", "-analyzeduration", "1500000", "-probesize", "2000000",
+            "-i", "pipe:0", "-map", "0:v:0", "-frames:v", "1",
+            "-vf", "yadif=deint=interlaced,scale=-2:'min(ih,360)'",
+            "-q:v", "5", "-f", "image2", "-c:v", "mjpeg", "pipe:1",
+        ]));
+        assert_eq!(hls_args(Path::new("/data/hls/7"), 2, 6), v(&[
+            "-hide_banner", "-nostats", "-loglevel", "level+warning",
+            "-fflags", "+genpts+discardcorrupt", "-analyzeduration", "1500000", "-probesize", "2000000",
+            "-i", "pipe:0", "-map", "0:v:0?", "-map", "0:a:0?", "-sn", "-dn", "-c", "copy",
+            "-f", "hls", "-hls_time", "2", "-hls_list_size", "6",
+            "-hls_flags", "delete_segments+temp_file+omit_endlist+independent_segments",
+            "-hls_segment_filename", "/data/hls/7/seg%d.ts", "/data/hls/7/index.m3u8",
+        ]));
     }
 
     #[test]

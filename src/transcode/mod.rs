@@ -573,9 +573,8 @@ mod tests {
 
     #[test]
     fn a_device_above_the_load_limit_takes_no_new_session_until_it_cools_down() {
-        let root = std::env::temp_dir().join(format!("xg2g-tc-load-{}", std::process::id()));
-        let dev = root.join("sys/devices/gpu0");
-        std::fs::create_dir_all(&dev).unwrap();
+        let fake = crate::hw::fake::Fake::new("tc-load");
+        fake.dir("/sys/devices/gpu0");
         let t = transcoder(
             &[
                 ("XG2G_GPU_MAX_LOAD", "80"),
@@ -584,19 +583,19 @@ mod tests {
             vec![vaapi(128, false, Some("/sys/devices/gpu0"))],
         );
         let h264 = profile("h264");
-        std::fs::write(dev.join("gpu_busy_percent"), "93\n").unwrap();
-        t.sample_load(&root);
+        fake.file("/sys/devices/gpu0/gpu_busy_percent", "93\n");
+        t.sample_load(&fake.root);
         assert!(!t.slot_free(Some(&h264)), "busy GPU refuses");
         assert_eq!(t.status()["devices"][0]["load_percent"], 93.0);
         assert_eq!(t.status()["devices"][0]["accepting"], false);
-        std::fs::write(dev.join("gpu_busy_percent"), "garbage").unwrap();
-        t.sample_load(&root);
+        fake.file("/sys/devices/gpu0/gpu_busy_percent", "garbage");
+        t.sample_load(&fake.root);
         assert!(
             t.slot_free(Some(&h264)),
             "unknown load does not lock the GPU out"
         );
-        std::fs::write(dev.join("gpu_busy_percent"), "12").unwrap();
-        t.sample_load(&root);
+        fake.file("/sys/devices/gpu0/gpu_busy_percent", "12");
+        t.sample_load(&fake.root);
         assert!(t.slot_free(Some(&h264)));
         assert!(
             t.metrics
@@ -608,6 +607,5 @@ mod tests {
         // No CPU slots: audio-only profiles have no device at all.
         let refused = smol::block_on(t.acquire(t.eligible(&profile("aac")), Priority::Normal));
         assert_eq!(refused.err(), Some(Rejected::NoDevice));
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -28,7 +28,7 @@ use smol::Task;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::args::{Backend, ffmpeg_args_with};
+use super::args::{Backend, ffmpeg_args_with, hls_args, snapshot_args};
 use super::ffmpeg_log::{Admit, Level, Line, LogThrottle, MAX_LINE_BYTES, classify, parse_line};
 use super::profile::Profile;
 use super::queue::Lease;
@@ -127,76 +127,6 @@ impl Job {
             Job::Snapshot { .. } | Job::Hls { .. } => &Backend::Software,
         }
     }
-}
-
-/// The input options every job shares (see `args`): broadcast-tolerant, quick to probe.
-const INPUT_ARGS: [&str; 12] = [
-    "-hide_banner",
-    "-nostats",
-    "-loglevel",
-    "level+warning",
-    "-fflags",
-    "+genpts+discardcorrupt",
-    "-analyzeduration",
-    "1500000",
-    "-probesize",
-    "2000000",
-    "-i",
-    "pipe:0",
-];
-
-/// ffmpeg arguments that segment MPEG-TS from stdin into a live HLS playlist in `dir`:
-/// streams copied, segments written to a temporary name and renamed when complete (a
-/// reader never sees half a segment), old ones deleted, no end tag (it is live).
-fn hls_args(dir: &std::path::Path, segment_seconds: u32, list_size: u32) -> Vec<String> {
-    let mut args: Vec<String> = INPUT_ARGS.iter().map(|s| (*s).to_string()).collect();
-    for a in [
-        "-map",
-        "0:v:0?",
-        "-map",
-        "0:a:0?",
-        "-sn",
-        "-dn",
-        "-c",
-        "copy",
-        "-f",
-        "hls",
-        "-hls_time",
-    ] {
-        args.push(a.to_string());
-    }
-    args.push(segment_seconds.to_string());
-    args.push("-hls_list_size".into());
-    args.push(list_size.to_string());
-    for a in [
-        "-hls_flags",
-        "delete_segments+temp_file+omit_endlist+independent_segments",
-        "-hls_segment_filename",
-    ] {
-        args.push(a.to_string());
-    }
-    args.push(dir.join("seg%d.ts").to_string_lossy().into_owned());
-    args.push(dir.join("index.m3u8").to_string_lossy().into_owned());
-    args
-}
-
-/// ffmpeg arguments for one JPEG frame from MPEG-TS on stdin: the input options of
-/// every transcode, the first video stream, deinterlaced if flagged, scaled down.
-fn snapshot_args(max_height: u32) -> Vec<String> {
-    let mut args: Vec<String> = INPUT_ARGS
-        .iter()
-        .chain(&["-map", "0:v:0", "-frames:v", "1", "-vf"])
-        .map(|s| (*s).to_string())
-        .collect();
-    args.push(format!(
-        "yadif=deint=interlaced,scale=-2:'min(ih,{max_height})'"
-    ));
-    args.extend(
-        ["-q:v", "5", "-f", "image2", "-c:v", "mjpeg", "pipe:1"]
-            .iter()
-            .map(|s| (*s).to_string()),
-    );
-    args
 }
 
 /// Counts ffmpeg children spawned and not yet reaped, so shutdown can wait for them.

@@ -2,61 +2,9 @@
 //! linked) the way the kernel lays them out.
 
 use super::*;
-use std::sync::atomic::{AtomicU32, Ordering};
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A temp folder laid out like `/`, removed on drop.
-struct Fake {
-    root: PathBuf,
-}
+use crate::hw::fake::Fake;
 
 impl Fake {
-    fn new(tag: &str) -> Fake {
-        let root = std::env::temp_dir().join(format!(
-            "xg2g-hwload-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(&root).expect("temp root");
-        Fake { root }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.root.join(rel.trim_start_matches('/'))
-    }
-
-    fn file(&self, rel: &str, text: impl AsRef<[u8]>) -> &Fake {
-        let p = self.p(rel);
-        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        let _ = fs::remove_dir_all(&p);
-        fs::write(&p, text).expect("write");
-        self
-    }
-
-    fn dir(&self, rel: &str) -> &Fake {
-        fs::create_dir_all(self.p(rel)).expect("mkdir");
-        self
-    }
-
-    fn rm(&self, rel: &str) {
-        let p = self.p(rel);
-        let _ = fs::remove_file(&p);
-        let _ = fs::remove_dir_all(&p);
-    }
-
-    /// A relative symlink at `at` to `target` (both as seen from root), as sysfs has.
-    fn link(&self, at: &str, target: &str) -> &Fake {
-        let at = at.trim_start_matches('/');
-        let depth = Path::new(at).components().count().saturating_sub(1);
-        let rel = format!("{}{}", "../".repeat(depth), target.trim_start_matches('/'));
-        let p = self.p(at);
-        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::os::unix::fs::symlink(rel, p).expect("symlink");
-        self
-    }
-
     /// A DRM device at sysfs path `dev` with `driver`, card `card` and render node
     /// `render`, linked from `/sys/class/drm` and present in `/dev/dri`.
     fn drm(&self, dev: &str, driver: &str, bus: &str, card: u32, render: u32) -> &Fake {
@@ -102,12 +50,6 @@ impl Fake {
         let nodes = self.nodes();
         let node = nodes.first().expect("a node");
         self.load(node)
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
     }
 }
 

@@ -3,55 +3,18 @@
 //! scripts that record their arguments or hang.
 
 use super::*;
+use crate::hw::fake::Fake;
 use crate::hw::spec::parse_encoders;
 use std::fs;
-use std::sync::atomic::{AtomicU32, Ordering};
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
 
 const CODEC: &str = "/sys/devices/platform/soc/soc:bcm2835-codec";
 
-/// A temp folder laid out like `/`, removed on drop.
-struct Fake {
-    root: PathBuf,
-}
-
 impl Fake {
-    fn new(tag: &str) -> Fake {
-        let root = std::env::temp_dir().join(format!(
-            "xg2g-hwprobe-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(&root).expect("temp root");
-        Fake { root }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.root.join(rel.trim_start_matches('/'))
-    }
-
-    fn file(&self, rel: &str, text: &str) -> &Fake {
-        let p = self.p(rel);
-        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        fs::write(&p, text).expect("write");
-        self
-    }
-
-    /// A symlink at `at` (as seen from root) to the absolute `target`.
-    fn link(&self, at: &str, target: &str) -> &Fake {
-        let p = self.p(at);
-        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::os::unix::fs::symlink(target, p).expect("symlink");
-        self
-    }
-
     /// A video node `/dev/video<n>` with V4L2 name `name`; a character device (a link to
     /// `/dev/null`) when `char_dev`, else an empty regular file.
-    fn video(&self, n: u32, name: &str, char_dev: bool) -> &Fake {
+    fn codec_video(&self, n: u32, name: &str, char_dev: bool) -> &Fake {
         let node = format!("{CODEC}/video4linux/video{n}");
-        self.file(&format!("{node}/name"), &format!("{name}\n"));
+        self.file(&format!("{node}/name"), format!("{name}\n"));
         fs::create_dir_all(self.p(CODEC)).expect("mkdir");
         let class = self.p(&format!("/sys/class/video4linux/video{n}"));
         fs::create_dir_all(class.parent().expect("parent")).expect("mkdir");
@@ -59,16 +22,16 @@ impl Fake {
         std::os::unix::fs::symlink(self.p(CODEC), self.p(&format!("{node}/device")))
             .expect("symlink");
         if char_dev {
-            self.link(&format!("/dev/video{n}"), "/dev/null")
+            self.link_to(&format!("/dev/video{n}"), Path::new("/dev/null"))
         } else {
             self.file(&format!("/dev/video{n}"), "")
         }
     }
 
     /// A render node; a character device when `char_dev`.
-    fn render(&self, n: u32, char_dev: bool) -> &Fake {
+    fn render_node(&self, n: u32, char_dev: bool) -> &Fake {
         if char_dev {
-            self.link(&format!("/dev/dri/renderD{n}"), "/dev/null")
+            self.link_to(&format!("/dev/dri/renderD{n}"), Path::new("/dev/null"))
         } else {
             self.file(&format!("/dev/dri/renderD{n}"), "")
         }
@@ -122,12 +85,6 @@ impl Fake {
     }
 }
 
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
-    }
-}
-
 const T: Duration = Duration::from_secs(20);
 
 fn real_ffmpeg() -> &'static Path {
@@ -157,8 +114,8 @@ fn an_empty_tree_has_no_encoders() {
 #[test]
 fn nodes_that_are_not_devices_are_never_probed() {
     let f = Fake::new("files");
-    f.render(128, false)
-        .video(11, "bcm2835-codec-encode", false);
+    f.render_node(128, false)
+        .codec_video(11, "bcm2835-codec-encode", false);
     assert_eq!(
         load::find_nodes(&f.root).len(),
         2,
@@ -179,10 +136,10 @@ fn nodes_that_are_not_devices_are_never_probed() {
 #[test]
 fn char_device_nodes_go_to_the_ffmpeg_probe() {
     let f = Fake::new("ffmpeg");
-    f.render(128, true)
-        .video(10, "bcm2835-codec-decode", true)
-        .video(11, "bcm2835-codec-encode", true)
-        .video(12, "bcm2835-codec-encode-image", true);
+    f.render_node(128, true)
+        .codec_video(10, "bcm2835-codec-decode", true)
+        .codec_video(11, "bcm2835-codec-encode", true)
+        .codec_video(12, "bcm2835-codec-encode-image", true);
     let ffmpeg = f.recording_ffmpeg(&["h264_vaapi", "h264_v4l2m2m"]);
     let nodes = load::find_nodes(&f.root);
     let found = discover(&f.root, &ffmpeg, T);
@@ -227,7 +184,7 @@ fn char_device_nodes_go_to_the_ffmpeg_probe() {
 #[test]
 fn hevc_is_reported_when_its_test_encode_works() {
     let f = Fake::new("hevc");
-    f.render(128, true).render(129, true);
+    f.render_node(128, true).render_node(129, true);
     let ffmpeg = f.recording_ffmpeg(&["h264_vaapi", "hevc_vaapi"]);
     let found = discover(&f.root, &ffmpeg, T);
     let ids: Vec<(&str, bool)> = found.iter().map(|e| (e.id.as_str(), e.hevc)).collect();
@@ -241,7 +198,8 @@ fn hevc_is_reported_when_its_test_encode_works() {
 #[test]
 fn failing_test_encodes_offer_nothing() {
     let f = Fake::new("nothing");
-    f.render(128, true).video(11, "bcm2835-codec-encode", true);
+    f.render_node(128, true)
+        .codec_video(11, "bcm2835-codec-encode", true);
     let ffmpeg = f.recording_ffmpeg(&[]);
     assert_eq!(discover(&f.root, &ffmpeg, T), []);
     // One H.264 try per kind; HEVC is not tried on a node without H.264.
@@ -251,8 +209,8 @@ fn failing_test_encodes_offer_nothing() {
 #[test]
 fn video_nodes_without_an_encoder_name_are_not_offered() {
     let f = Fake::new("noname");
-    f.video(10, "bcm2835-codec-decode", true)
-        .video(13, "bcm2835-isp", true)
+    f.codec_video(10, "bcm2835-codec-decode", true)
+        .codec_video(13, "bcm2835-isp", true)
         .link("/dev/video14", "/dev/null");
     let ffmpeg = f.recording_ffmpeg(&["h264_v4l2m2m"]);
     assert_eq!(discover(&f.root, &ffmpeg, T), []);
@@ -393,7 +351,7 @@ fn helpers() {
 #[test]
 fn configured_devices_become_encoders() {
     let f = Fake::new("spec");
-    f.render(128, true);
+    f.render_node(128, true);
     let nodes = load::find_nodes(&f.root);
     let text = format!(
         "vaapi:{}=2, v4l2m2m:/dev/video11, software=3",
@@ -420,9 +378,9 @@ fn the_video_encoder_may_come_after_many_other_nodes() {
     // Rockchip-like: a dozen ISP nodes first, the encoder last.
     let f = Fake::new("many");
     for n in 0..12 {
-        f.video(n, "rkisp_mainpath", true);
+        f.codec_video(n, "rkisp_mainpath", true);
     }
-    f.video(20, "rockchip,rk3568-vepu-enc", true);
+    f.codec_video(20, "rockchip,rk3568-vepu-enc", true);
     let ffmpeg = f.recording_ffmpeg(&["h264_v4l2m2m"]);
     let found = discover(&f.root, &ffmpeg, T);
     let ids: Vec<&str> = found.iter().map(|e| e.id.as_str()).collect();
