@@ -17,8 +17,6 @@
 //!   tests run the failure paths (`/dev/null`, files) and the decision on made-up
 //!   capabilities.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use v4l2r::ioctl::{Capabilities, Capability, FmtDesc};
@@ -53,20 +51,9 @@ impl V4l2Caps {
 /// Why a video node could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum V4l2Error {
-    /// The path is missing or is not a character device.
-    #[error("{path} is not a character device")]
-    NotADevice {
-        /// The path probed.
-        path: PathBuf,
-    },
-    /// `open` failed (permissions: the daemon's user needs the `video` group).
-    #[error("cannot open {path}: {source}")]
-    Open {
-        /// The path probed.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// The node is not a character device, or could not be opened.
+    #[error(transparent)]
+    Node(#[from] super::NodeError),
     /// `VIDIOC_QUERYCAP` failed: not a V4L2 device.
     #[error("VIDIOC_QUERYCAP failed on {path}: {source}")]
     QueryCap {
@@ -90,23 +77,7 @@ pub enum V4l2Error {
 /// Guarantees: a few ioctls, no streaming, no buffers allocated; the node is closed when
 /// this returns; never panics.
 pub fn probe(path: &Path) -> Result<V4l2Caps, V4l2Error> {
-    let is_char = std::fs::metadata(path)
-        .map(|m| m.file_type().is_char_device())
-        .unwrap_or(false);
-    if !is_char {
-        return Err(V4l2Error::NotADevice {
-            path: path.to_owned(),
-        });
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|source| V4l2Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+    let file = super::open_char_device(path)?;
     let cap: Capability = v4l2r::ioctl::querycap(&file).map_err(|source| V4l2Error::QueryCap {
         path: path.to_owned(),
         source,
@@ -184,9 +155,15 @@ mod tests {
         std::fs::write(&file, b"not a camera").unwrap();
         let e = probe(&file).expect_err("a file is no encoder");
         std::fs::remove_file(&file).unwrap();
-        assert!(matches!(e, V4l2Error::NotADevice { .. }), "{e}");
+        assert!(
+            matches!(e, V4l2Error::Node(crate::hw::NodeError::NotADevice { .. })),
+            "{e}"
+        );
         let e = probe(Path::new("/nonexistent/video11")).expect_err("missing");
-        assert!(matches!(e, V4l2Error::NotADevice { .. }), "{e}");
+        assert!(
+            matches!(e, V4l2Error::Node(crate::hw::NodeError::NotADevice { .. })),
+            "{e}"
+        );
     }
 
     #[test]

@@ -24,9 +24,8 @@
 //!   run in tests.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use libva_sys::va_display_drm as va;
@@ -53,20 +52,9 @@ pub struct VaCaps {
 /// Why a render node could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum VaapiError {
-    /// The path is missing or is not a character device.
-    #[error("{path} is not a character device")]
-    NotADevice {
-        /// The path probed.
-        path: PathBuf,
-    },
-    /// `open` failed (permissions: the daemon's user needs the `render` group).
-    #[error("cannot open {path}: {source}")]
-    Open {
-        /// The path probed.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// The node is not a character device, or could not be opened.
+    #[error(transparent)]
+    Node(#[from] super::NodeError),
     /// `vaGetDisplayDRM` returned no display (the descriptor is not a DRM device).
     #[error("vaGetDisplayDRM refused {path}")]
     NoDisplay {
@@ -93,25 +81,9 @@ pub enum VaapiError {
 /// working hardware); the node is closed and the display terminated when this returns;
 /// never panics.
 pub fn probe(path: &Path) -> Result<VaCaps, VaapiError> {
-    let is_char = std::fs::metadata(path)
-        .map(|m| m.file_type().is_char_device())
-        .unwrap_or(false);
-    if !is_char {
-        return Err(VaapiError::NotADevice {
-            path: path.to_owned(),
-        });
-    }
     // Declared before the display so it is dropped after it: libva may still use the
     // descriptor inside vaTerminate.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|source| VaapiError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+    let file = super::open_char_device(path)?;
     let display = Display::open(&file).ok_or_else(|| VaapiError::NoDisplay {
         path: path.to_owned(),
     })?;
@@ -307,9 +279,15 @@ mod tests {
         std::fs::write(&file, b"not a gpu").unwrap();
         let e = probe(&file).expect_err("a file is no GPU");
         std::fs::remove_file(&file).unwrap();
-        assert!(matches!(e, VaapiError::NotADevice { .. }), "{e}");
+        assert!(
+            matches!(e, VaapiError::Node(crate::hw::NodeError::NotADevice { .. })),
+            "{e}"
+        );
         let e = probe(Path::new("/nonexistent/renderD128")).expect_err("missing");
-        assert!(matches!(e, VaapiError::NotADevice { .. }), "{e}");
+        assert!(
+            matches!(e, VaapiError::Node(crate::hw::NodeError::NotADevice { .. })),
+            "{e}"
+        );
     }
 
     #[test]

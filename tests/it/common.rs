@@ -403,6 +403,16 @@ impl Daemon {
         }
     }
 
+    /// Starts the daemon against `sim` in a new data folder tagged `tag` and waits for
+    /// its first refresh, which must succeed.
+    pub fn start_refreshed(sim: &Sim, tag: &str, env: &[(&str, &str)]) -> (TempDir, Daemon) {
+        let data = TempDir::new(tag);
+        let daemon = Daemon::start(sim, data.path(), env);
+        let st = daemon.wait_refreshed(Duration::from_secs(60));
+        assert_eq!(st["refresh"]["last_result"], "ok", "{st}");
+        (data, daemon)
+    }
+
     pub fn get(&self, path: &str) -> HttpResponse {
         http(self.addr, "GET", path, &[])
     }

@@ -16,18 +16,10 @@ fn assert_aligned(data: &[u8], who: &str) {
     }
 }
 
-fn start(sim: &Sim, tag: &str, env: &[(&str, &str)]) -> (TempDir, Daemon) {
-    let data = TempDir::new(tag);
-    let daemon = Daemon::start(sim, data.path(), env);
-    let st = daemon.wait_refreshed(Duration::from_secs(60));
-    assert_eq!(st["refresh"]["last_result"], "ok", "{st}");
-    (data, daemon)
-}
-
 #[test]
 fn a_playlist_stream_decodes_with_ffprobe_and_head_opens_nothing() {
     let sim = Sim::start(&["--channels", "6", "--days", "1"]);
-    let (_data, daemon) = start(&sim, "stream-ffprobe", &[]);
+    let (_data, daemon) = Daemon::start_refreshed(&sim, "stream-ffprobe", &[]);
     let playlist = String::from_utf8(daemon.file("playlist.m3u")).unwrap();
     let url = playlist
         .lines()
@@ -87,7 +79,7 @@ fn clients_of_one_channel_share_one_upstream_and_get_identical_aligned_bytes() {
         "--stream-bitrate",
         "4000000",
     ]);
-    let (_data, daemon) = start(&sim, "stream-share", &[]);
+    let (_data, daemon) = Daemon::start_refreshed(&sim, "stream-share", &[]);
     let path = stream_path(&sim.plain_refs()[0]);
 
     let mut first = StreamClient::open(daemon.addr, &path);
@@ -151,7 +143,7 @@ fn a_client_that_stops_reading_is_dropped_while_another_keeps_full_rate() {
         "--stream-bitrate",
         "8000000",
     ]);
-    let (_data, daemon) = start(
+    let (_data, daemon) = Daemon::start_refreshed(
         &sim,
         "stream-slow",
         &[("XG2G_STREAM_CLIENT_BUFFER", "256KiB")],
@@ -186,7 +178,8 @@ fn relay_channels_use_the_relay_port_and_fall_back_when_it_is_down() {
     assert_eq!(relay.len(), 2, "the sim whitelists two channels");
     let relay_port = sim.relay.port().to_string();
     {
-        let (_data, daemon) = start(&sim, "stream-relay", &[("XG2G_RELAY_PORT", &relay_port)]);
+        let (_data, daemon) =
+            Daemon::start_refreshed(&sim, "stream-relay", &[("XG2G_RELAY_PORT", &relay_port)]);
         let mut c = StreamClient::open(daemon.addr, &stream_path(&relay[0]));
         assert_eq!(c.status, 200, "{}", c.head);
         assert_aligned(&c.read_n(20_000)[..18_800], "relay stream");
@@ -201,7 +194,7 @@ fn relay_channels_use_the_relay_port_and_fall_back_when_it_is_down() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = closed.local_addr().unwrap().port().to_string();
     drop(closed);
-    let (_data, daemon) = start(
+    let (_data, daemon) = Daemon::start_refreshed(
         &sim,
         "stream-relay-down",
         &[
@@ -242,7 +235,7 @@ fn relay_channels_use_the_relay_port_and_fall_back_when_it_is_down() {
 #[test]
 fn the_tuner_limit_refuses_a_new_channel_and_spares_the_open_ones() {
     let sim = Sim::start(&["--channels", "10", "--days", "1"]);
-    let (_data, daemon) = start(
+    let (_data, daemon) = Daemon::start_refreshed(
         &sim,
         "stream-limit",
         &[("XG2G_MAX_STREAMS", "2"), ("XG2G_STREAM_LINGER", "30s")],
@@ -289,7 +282,8 @@ fn the_tuner_limit_refuses_a_new_channel_and_spares_the_open_ones() {
 #[test]
 fn zapping_back_within_the_linger_reuses_the_upstream() {
     let sim = Sim::start(&["--channels", "4", "--days", "1"]);
-    let (_data, daemon) = start(&sim, "stream-linger", &[("XG2G_STREAM_LINGER", "2s")]);
+    let (_data, daemon) =
+        Daemon::start_refreshed(&sim, "stream-linger", &[("XG2G_STREAM_LINGER", "2s")]);
     let path = stream_path(&sim.plain_refs()[0]);
     for _ in 0..3 {
         let mut c = StreamClient::open(daemon.addr, &path);
@@ -307,7 +301,7 @@ fn zapping_back_within_the_linger_reuses_the_upstream() {
 #[test]
 fn hostile_refs_are_refused_without_touching_the_receiver() {
     let sim = Sim::start(&["--channels", "4", "--days", "1"]);
-    let (_data, daemon) = start(&sim, "stream-hostile", &[]);
+    let (_data, daemon) = Daemon::start_refreshed(&sim, "stream-hostile", &[]);
     let long = format!("/stream/{}", "1:0:19:".repeat(150));
     let cases: Vec<(String, u16)> = vec![
         ("/stream/..%2F..%2Fetc%2Fpasswd".into(), 400),
@@ -335,7 +329,7 @@ fn hostile_refs_are_refused_without_touching_the_receiver() {
 #[test]
 fn upstream_stall_and_eof_end_the_clients_and_leak_nothing() {
     let sim = Sim::start(&["--channels", "4", "--days", "1"]);
-    let (_data, daemon) = start(
+    let (_data, daemon) = Daemon::start_refreshed(
         &sim,
         "stream-stall",
         &[("XG2G_STREAM_TIMEOUT", "2s"), ("XG2G_STREAM_LINGER", "0s")],
@@ -389,7 +383,7 @@ fn upstream_stall_and_eof_end_the_clients_and_leak_nothing() {
 #[test]
 fn picons_are_fetched_once_and_served_from_the_cache() {
     let sim = Sim::start(&["--channels", "4", "--days", "1"]);
-    let (_data, daemon) = start(&sim, "stream-picon", &[]);
+    let (_data, daemon) = Daemon::start_refreshed(&sim, "stream-picon", &[]);
     let playlist = String::from_utf8(daemon.file("playlist.m3u")).unwrap();
     let logo = playlist
         .split("tvg-logo=\"")

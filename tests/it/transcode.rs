@@ -5,16 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Daemon, Sim, StreamClient, TempDir, eventually, ffmpeg_children, http, run_tool, stream_path,
+    Daemon, Sim, StreamClient, eventually, ffmpeg_children, http, run_tool, stream_path,
 };
-
-fn start(sim: &Sim, tag: &str, env: &[(&str, &str)]) -> (TempDir, Daemon) {
-    let data = TempDir::new(tag);
-    let daemon = Daemon::start(sim, data.path(), env);
-    let st = daemon.wait_refreshed(Duration::from_secs(60));
-    assert_eq!(st["refresh"]["last_result"], "ok", "{st}");
-    (data, daemon)
-}
 
 /// The codec names ffprobe finds by stream type in `url`.
 fn probe(url: &str) -> Vec<(String, String)> {
@@ -62,7 +54,7 @@ const SIM: &[&str] = &[
 #[test]
 fn aac_and_h264_profiles_decode_with_ffprobe() {
     let sim = Sim::start(SIM);
-    let (_data, daemon) = start(
+    let (_data, daemon) = Daemon::start_refreshed(
         &sim,
         "tc-probe",
         &[
@@ -115,7 +107,8 @@ fn aac_and_h264_profiles_decode_with_ffprobe() {
 #[test]
 fn viewers_of_one_channel_and_profile_share_one_child_which_leaves_after_the_linger() {
     let sim = Sim::start(SIM);
-    let (_data, daemon) = start(&sim, "tc-share", &[("XG2G_STREAM_LINGER", "1s")]);
+    let (_data, daemon) =
+        Daemon::start_refreshed(&sim, "tc-share", &[("XG2G_STREAM_LINGER", "1s")]);
     let path = format!("{}?profile=aac", stream_path(&sim.plain_refs()[0]));
     let mut first = StreamClient::open(daemon.addr, &path);
     assert_eq!(first.status, 200, "{}", first.head);
@@ -165,7 +158,7 @@ fn viewers_of_one_channel_and_profile_share_one_child_which_leaves_after_the_lin
 #[test]
 fn a_crashed_child_is_restarted_and_sigterm_leaves_no_ffmpeg() {
     let sim = Sim::start(SIM);
-    let (_data, mut daemon) = start(&sim, "tc-crash", &[]);
+    let (_data, mut daemon) = Daemon::start_refreshed(&sim, "tc-crash", &[]);
     let path = format!("{}?profile=aac", stream_path(&sim.plain_refs()[0]));
     let mut viewer = StreamClient::open(daemon.addr, &path);
     assert_eq!(viewer.status, 200, "{}", viewer.head);
@@ -204,7 +197,7 @@ fn a_crashed_child_is_restarted_and_sigterm_leaves_no_ffmpeg() {
 #[test]
 fn the_encoder_queue_refuses_when_full_or_too_slow_and_forgets_a_client_that_left() {
     let sim = Sim::start(SIM);
-    let (_data, daemon) = start(
+    let (_data, daemon) = Daemon::start_refreshed(
         &sim,
         "tc-queue",
         &[
@@ -276,7 +269,7 @@ fn the_encoder_queue_refuses_when_full_or_too_slow_and_forgets_a_client_that_lef
 #[test]
 fn a_snapshot_is_one_jpeg_frame() {
     let sim = Sim::start(SIM);
-    let (data, daemon) = start(&sim, "tc-snap", &[]);
+    let (data, daemon) = Daemon::start_refreshed(&sim, "tc-snap", &[]);
     let path = format!(
         "/snapshot/{}.jpg",
         &stream_path(&sim.plain_refs()[0])["/stream/".len()..]
@@ -296,7 +289,7 @@ fn a_snapshot_is_one_jpeg_frame() {
 #[test]
 fn hls_serves_a_live_playlist_of_segments_and_cleans_up_when_idle() {
     let sim = Sim::start(SIM);
-    let (data, daemon) = start(
+    let (data, daemon) = Daemon::start_refreshed(
         &sim,
         "tc-hls",
         &[
@@ -367,7 +360,7 @@ fn hls_serves_a_live_playlist_of_segments_and_cleans_up_when_idle() {
 #[test]
 fn configured_encoders_are_listed_as_given_with_the_cpu_last() {
     let sim = Sim::start(SIM);
-    let (_data, daemon) = start(
+    let (_data, daemon) = Daemon::start_refreshed(
         &sim,
         "tc-encoders",
         &[(
