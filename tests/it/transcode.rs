@@ -381,3 +381,35 @@ fn configured_encoders_are_listed_as_given_with_the_cpu_last() {
     assert_eq!(devices[1]["capacity"], 3);
     assert_eq!(enc["queue"]["size"]["preview"], 0);
 }
+
+#[test]
+fn a_missing_ffmpeg_is_a_clear_502_and_frees_the_slot() {
+    let sim = Sim::start(SIM);
+    let (_data, daemon) = Daemon::start_refreshed(
+        &sim,
+        "tc-noffmpeg",
+        &[("XG2G_FFMPEG_PATH", "/nonexistent/ffmpeg")],
+    );
+    let path = format!("{}?profile=aac", stream_path(&sim.plain_refs()[0]));
+    let r = daemon.get(&path);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.json()["code"], "E027", "{}", r.text());
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/nonexistent/ffmpeg"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        daemon.metric("xg2g_transcode_errors_total{backend=\"software\",kind=\"spawn\"}"),
+        1.0
+    );
+    let enc = daemon.get("/api/v1/encoders").json();
+    assert_eq!(enc["devices"][0]["reserved"], 0, "{enc}");
+    // The plain proxy is unaffected.
+    let mut plain = StreamClient::open(daemon.addr, &stream_path(&sim.plain_refs()[0]));
+    assert_eq!(plain.status, 200);
+    plain.read_n(10_000);
+}
