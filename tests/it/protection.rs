@@ -325,19 +325,25 @@ fn median_answer_seconds(addr: SocketAddr, path: &str, n: usize) -> f64 {
     for _ in 0..n {
         let t0 = Instant::now();
         s.write_all(req.as_bytes()).expect("send");
-        let (_, status, _) = read_head(&mut s, 8192, "daemon");
+        let (head, status, mut body) = read_head(&mut s, 8192, "daemon");
         assert_eq!(status, 403);
-        // The JSON body is small and arrives with the head; read what is left of it.
         times.push(t0.elapsed().as_secs_f64());
+        // Read the rest of the JSON body by its length, so the next head starts clean
+        // however the body was split into segments.
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .expect("content-length");
         let mut rest = [0u8; 256];
-        s.set_read_timeout(Some(Duration::from_millis(1)))
-            .expect("timeout");
-        while let Ok(n) = s.read(&mut rest) {
-            if n == 0 {
-                break;
-            }
+        while body.len() < length {
+            let n = s.read(&mut rest).expect("read body");
+            assert!(n > 0, "closed inside the body");
+            body.extend_from_slice(&rest[..n]);
         }
-        s.set_read_timeout(None).expect("timeout");
     }
     median(times)
 }
