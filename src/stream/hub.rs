@@ -54,6 +54,12 @@ use super::ring::{ReadOutcome, Ring};
 /// Longest a waiting client is left without the bytes that arrived (players buffer
 /// seconds of a live stream; 10 ms is invisible to them).
 const WAKE_EVERY: Duration = Duration::from_millis(10);
+/// Pause before reading again once a read found the socket drained: a receiver sends
+/// a burst every ~1.3 ms at 8 Mbit/s, and reading (and waking) per burst is where the
+/// CPU goes at TV rates; 20 ms lets ~20 KiB gather in the socket buffer (far below its
+/// size) and adds 20 ms at most to a live stream. A read that fills the buffer goes on
+/// at once, so a fast source is never slowed.
+const READ_PAUSE: Duration = Duration::from_millis(20);
 /// Bytes that wake waiting clients at once, whatever the time.
 const WAKE_BYTES: usize = 32 * 1024;
 
@@ -275,8 +281,16 @@ impl Hub {
         let mut flush = Timer::never();
         let mut last_wake = Instant::now();
         let mut unwoken = 0usize;
+        // After a read that drained the socket, the next waits READ_PAUSE (see there).
+        let mut pause = Timer::never();
+        let mut pausing = false;
         let ended = loop {
-            let read = async { Step::Read(body.read(&mut buf).await) };
+            let read = async {
+                if pausing {
+                    (&mut pause).await;
+                }
+                Step::Read(body.read(&mut buf).await)
+            };
             let flush_due = async {
                 (&mut flush).await;
                 Step::Flush
@@ -289,6 +303,10 @@ impl Hub {
                 Step::Read(Ok(0)) => break "eof",
                 Step::Read(Ok(n)) => {
                     self.push(buf.get(..n).unwrap_or_default(), events);
+                    pausing = n < buf.len();
+                    if pausing {
+                        pause.set_after(READ_PAUSE);
+                    }
                     unwoken += n;
                     if unwoken < WAKE_BYTES && last_wake.elapsed() < WAKE_EVERY {
                         if unwoken == n {
