@@ -64,14 +64,25 @@ impl PortKind {
 }
 
 /// An upstream of the receiver that delivered MPEG-TS.
-pub(super) type Opened = Started<BodyReader>;
+pub(super) type Opened = Started<ReceiverBody>;
 
-impl Source for BodyReader {
+/// The receiver's answer body, and how long it may go unread (`XG2G_STREAM_TIMEOUT`,
+/// the silence the receiver side is allowed too).
+pub(super) struct ReceiverBody {
+    body: BodyReader,
+    timeout: Duration,
+}
+
+impl Source for ReceiverBody {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
-        BodyReader::read(self, buf).await.map_err(|e| SourceError {
+        self.body.read(buf).await.map_err(|e| SourceError {
             kind: e.kind(),
             detail: e.to_string(),
         })
+    }
+
+    fn max_pause(&self) -> Duration {
+        self.timeout
     }
 }
 
@@ -217,7 +228,10 @@ impl Ports {
                         .inc();
                     self.learn(key, relay, port);
                     return Ok(Opened {
-                        body,
+                        body: ReceiverBody {
+                            body,
+                            timeout: self.timeout,
+                        },
                         first,
                         port: Some(port),
                     });
