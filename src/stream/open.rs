@@ -25,8 +25,10 @@ use super::ring::looks_like_ts;
 const DETECTION_TTL: Duration = Duration::from_secs(3600);
 /// Channels remembered at most (a lineup rarely has more).
 const DETECTION_MAX: usize = 4096;
-/// Size of the buffer the first bytes are read into (and later reads reuse).
-pub(super) const READ_CHUNK: usize = 64 * 1024;
+/// Size of the buffer the first bytes are read into (and later reads reuse). 128 KiB
+/// rather than 64: a fast upstream costs half the reads and writes (about 15 % less CPU
+/// per GiB proxied, unpaced on loopback), while a live one rarely fills even 64 KiB.
+pub(super) const READ_CHUNK: usize = 128 * 1024;
 
 /// Which receiver port a stream comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
