@@ -276,7 +276,7 @@ impl Hub {
         let resume = st.resume();
         let generation = st.generation;
         drop(st);
-        resume.map(Waker::wake);
+        resume.into_iter().for_each(Waker::wake);
         Some((abort_rx, generation))
     }
 
@@ -287,7 +287,7 @@ impl Hub {
             st.stopping = true;
             st.resume()
         };
-        resume.map(Waker::wake);
+        resume.into_iter().for_each(Waker::wake);
         let _ = self.stop_tx.try_send(());
     }
 
@@ -357,9 +357,9 @@ impl Hub {
         let max_pause = body.max_pause();
         let mut buf = vec![0u8; READ_CHUNK];
         // Clients waiting for bytes are woken at most every WAKE_EVERY unless WAKE_BYTES
-        // piled up and the source paused, or WAKE_MAX piled up: a receiver sends 1316-byte
-        // bursts, and waking every client for each one costs a task switch and a small
-        // write per client per burst.
+        // piled up and the source has nothing more for now, or WAKE_MAX piled up: a
+        // receiver sends 1316-byte bursts, and waking every client for each one costs a
+        // task switch and a small write per client per burst.
         let mut flush = Timer::never();
         let mut last_wake = Instant::now();
         let mut unwoken = 0usize;
@@ -466,7 +466,7 @@ impl Hub {
                 slot.abort = None;
                 let waker = slot.waker.take();
                 drop(st);
-                waker.map(Waker::wake);
+                waker.into_iter().for_each(Waker::wake);
                 log::info!(
                     "event=stream_read_ahead_expired ref=\"{}\" after_ms={}",
                     self.sref,
@@ -570,14 +570,16 @@ impl AsyncRead for ClientStream {
                 slot.pos += n as u64;
                 // A lone client that caught up to a quarter of the ring ends the pause.
                 let resume = match ring {
-                    Some(r) if *paused && r.written() - slot.pos <= r.capacity() / 4 => {
+                    Some(r)
+                        if *paused && r.written().saturating_sub(slot.pos) <= r.capacity() / 4 =>
+                    {
                         *paused = false;
                         upstream.take()
                     }
                     _ => None,
                 };
                 drop(st);
-                resume.map(Waker::wake);
+                resume.into_iter().for_each(Waker::wake);
                 this.events.bytes_out(n);
                 Poll::Ready(Ok(n))
             }
@@ -614,7 +616,7 @@ impl Drop for ClientStream {
             }
             (idle.then_some(st.generation), resume)
         };
-        resume.map(Waker::wake);
+        resume.into_iter().for_each(Waker::wake);
         self.events.client_left();
         if let Some(generation) = idle {
             self.events.hub_idle(&self.hub, generation);
