@@ -506,8 +506,9 @@ impl Connection {
             }
             Body::Stream(mut reader) => {
                 let pump = async {
-                    // As large as a stream upstream's reads: one read, one write.
-                    let mut chunk = vec![0u8; 64 * 1024];
+                    // As large as a stream upstream's reads (128 KiB): one read, one
+                    // write, and half the writes of 64 KiB when a client catches up.
+                    let mut chunk = vec![0u8; 128 * 1024];
                     loop {
                         let n = reader.read(&mut chunk).await?;
                         if n == 0 {

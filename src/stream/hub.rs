@@ -1,11 +1,15 @@
 //! The fan-out hub of one channel: the upstream task that reads the receiver's stream
 //! into a ring, and the clients that read it at their own pace.
 //!
-//! Rules: the upstream never waits for a client. A client further behind than the ring
-//! holds is cut off at once (its abort signal closes the connection even while the
-//! server is stuck writing to it) and counted. One short lock guards ring and clients;
-//! wakers are collected under it and woken after it is released. When the upstream ends
-//! (EOF, error, stall, stop) every client first gets what is left in the ring, then EOF.
+//! Rules: with two or more clients the upstream never waits for a client. A client
+//! further behind than the ring holds is cut off at once (its abort signal closes the
+//! connection even while the server is stuck writing to it) and counted. A lone client
+//! gets a bounded read-ahead instead: while it is more than half the ring behind, the
+//! upstream is not read (nobody would gain from reading on), and if that lasts longer
+//! than the source's `max_pause` the client is cut off and reading resumes. One short
+//! lock guards ring and clients; wakers are collected under it and woken after it is
+//! released. When the upstream ends (EOF, error, stall, stop) every client first gets
+//! what is left in the ring, then EOF.
 
 use std::io;
 use std::pin::Pin;
@@ -25,7 +29,23 @@ use super::open::{PortKind, READ_CHUNK};
 pub(super) trait Source: Send {
     /// Reads the next bytes into `buf`; `Ok(0)` is the end of the stream.
     fn read(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<usize, SourceError>> + Send;
+
+    /// Longest this source may go unread while the hub holds reads back for a lone
+    /// client that lags; after that the client is cut off and reading resumes.
+    fn max_pause(&self) -> Duration {
+        DEFAULT_MAX_PAUSE
+    }
+
+    /// How long to wait before reading again after a read that found the source drained
+    /// (see [`READ_PAUSE`]); zero (the default) reads again at once. Only for sources that
+    /// buffer on their own, like a socket: a transcoder is fed inside its own reads.
+    fn read_pause(&self) -> Duration {
+        Duration::ZERO
+    }
 }
+
+/// `max_pause` of a source that does not say (`XG2G_STREAM_TIMEOUT`'s default).
+pub(super) const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(10);
 
 /// Why a source stopped delivering.
 #[derive(Debug)]
@@ -54,14 +74,28 @@ use super::ring::{ReadOutcome, Ring};
 /// Longest a waiting client is left without the bytes that arrived (players buffer
 /// seconds of a live stream; 10 ms is invisible to them).
 const WAKE_EVERY: Duration = Duration::from_millis(10);
-/// Pause before reading again once a read found the socket drained: a receiver sends
+/// Pause before reading again once a read found the source drained: a receiver sends
 /// a burst every ~1.3 ms at 8 Mbit/s, and reading (and waking) per burst is where the
 /// CPU goes at TV rates; 20 ms lets ~20 KiB gather in the socket buffer (far below its
-/// size) and adds 20 ms at most to a live stream. A read that fills the buffer goes on
-/// at once, so a fast source is never slowed.
-const READ_PAUSE: Duration = Duration::from_millis(20);
-/// Bytes that wake waiting clients at once, whatever the time.
+/// size) and adds 20 ms at most to a live stream. A read that fills what was asked goes
+/// on at once, so a fast source is never slowed.
+pub(super) const READ_PAUSE: Duration = Duration::from_millis(20);
+/// Bytes that wake waiting clients as soon as the source has nothing more right now.
 const WAKE_BYTES: usize = 32 * 1024;
+/// Bytes that wake waiting clients at once, even while the source keeps delivering:
+/// an unpaced source would otherwise cost a wake (and often a thread switch) per read.
+const WAKE_MAX: usize = 256 * 1024;
+
+/// What the upstream does next, decided under the lock after each push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Read at most this many bytes (a lone client is never overrun by one read).
+    Read(usize),
+    /// Hold reads back: the lone client is more than half the ring behind.
+    Pause,
+    /// The hub was asked to stop.
+    Stop,
+}
 
 /// What the upstream task woke up for.
 enum Step {
@@ -109,6 +143,9 @@ pub(super) struct HubState {
     /// Asked to stop (linger over, tuner needed, shutdown); takes no new clients.
     pub(super) stopping: bool,
     pub(super) port: Option<PortKind>,
+    /// The upstream holds reads back for a lone client; whoever changes that wakes it.
+    paused: bool,
+    upstream: Option<Waker>,
 }
 
 impl HubState {
@@ -124,6 +161,50 @@ impl HubState {
 
     fn take_wakers(&mut self, into: &mut Vec<Waker>) {
         into.extend(self.slots.iter_mut().filter_map(|s| s.waker.take()));
+    }
+
+    /// How far the only client that is not cut off lags; `None` unless there is exactly one.
+    fn lone_lag(&self) -> Option<u64> {
+        let written = self.ring.as_ref()?.written();
+        let mut active = self.slots.iter().filter(|s| !s.lagged);
+        let lone = active.next()?;
+        if active.next().is_some() {
+            return None;
+        }
+        Some(written.saturating_sub(lone.pos))
+    }
+
+    /// What the upstream does next.
+    fn next(&self) -> Next {
+        if self.stopping {
+            return Next::Stop;
+        }
+        let capacity = self.ring.as_ref().map_or(0, Ring::capacity);
+        match self.lone_lag() {
+            Some(lag) if lag > capacity / 2 => Next::Pause,
+            Some(lag) => {
+                let room = usize::try_from(capacity.saturating_sub(lag)).unwrap_or(usize::MAX);
+                Next::Read(room.clamp(1, READ_CHUNK))
+            }
+            None => Next::Read(READ_CHUNK),
+        }
+    }
+
+    /// True while a pause must go on: the lone client has not caught up to a quarter of
+    /// the ring (the gap to the half that paused keeps pauses and wakes rare).
+    fn keeps_paused(&self) -> bool {
+        let capacity = self.ring.as_ref().map_or(0, Ring::capacity);
+        !self.stopping && self.lone_lag().is_some_and(|lag| lag > capacity / 4)
+    }
+
+    /// The paused upstream's waker, to wake it after the lock is released: something it
+    /// waits for (a client, a stop) may have changed.
+    fn resume(&mut self) -> Option<Waker> {
+        if !self.paused {
+            return None;
+        }
+        self.paused = false;
+        self.upstream.take()
     }
 }
 
@@ -173,6 +254,8 @@ impl Hub {
                 idle_since: None,
                 stopping: false,
                 port: None,
+                paused: false,
+                upstream: None,
             }),
             stop_tx,
             stop_rx,
@@ -202,12 +285,22 @@ impl Hub {
         });
         st.generation += 1;
         st.idle_since = None;
-        Some((abort_rx, st.generation))
+        // A second client ends a lone client's read-ahead pause.
+        let resume = st.resume();
+        let generation = st.generation;
+        drop(st);
+        resume.into_iter().for_each(Waker::wake);
+        Some((abort_rx, generation))
     }
 
     /// Asks the upstream task to stop; it then ends its clients. Idempotent.
     pub(super) fn stop(&self) {
-        self.lock().stopping = true;
+        let resume = {
+            let mut st = self.lock();
+            st.stopping = true;
+            st.resume()
+        };
+        resume.into_iter().for_each(Waker::wake);
         let _ = self.stop_tx.try_send(());
     }
 
@@ -274,41 +367,96 @@ impl Hub {
             events.hub_idle(self, generation);
         }
         drop(first);
+        let max_pause = body.max_pause();
+        let read_pause = body.read_pause();
         let mut buf = vec![0u8; READ_CHUNK];
         // Clients waiting for bytes are woken at most every WAKE_EVERY unless WAKE_BYTES
-        // piled up: a receiver sends 1316-byte bursts, and waking every client for each
-        // one costs a task switch and a small write per client per burst.
+        // piled up and the source has nothing more for now, or WAKE_MAX piled up: a
+        // receiver sends 1316-byte bursts, and waking every client for each one costs a
+        // task switch and a small write per client per burst.
         let mut flush = Timer::never();
         let mut last_wake = Instant::now();
         let mut unwoken = 0usize;
-        // After a read that drained the socket, the next waits READ_PAUSE (see there).
+        // After a read that drained the source, the next waits READ_PAUSE (see there).
         let mut pause = Timer::never();
         let mut pausing = false;
+        let mut next = self.lock().next();
         let ended = loop {
-            let read = async {
-                if pausing {
-                    (&mut pause).await;
+            let want = match next {
+                Next::Read(want) => want,
+                Next::Stop => break "stopped",
+                Next::Pause => {
+                    // The lone client is what the upstream waits for: it gets every byte.
+                    self.wake_clients(&mut wakers);
+                    (unwoken, last_wake) = (0, Instant::now());
+                    flush = Timer::never();
+                    let resumed = self.pause(max_pause, events);
+                    let stop = async {
+                        stopped.as_mut().await;
+                        false
+                    };
+                    if !resumed.or(stop).await {
+                        break "stopped";
+                    }
+                    next = self.lock().next();
+                    continue;
                 }
-                Step::Read(body.read(&mut buf).await)
             };
-            let flush_due = async {
-                (&mut flush).await;
-                Step::Flush
+            if pausing {
+                // The last read drained the source: deliver it, let the next bursts gather.
+                if unwoken > 0 {
+                    self.wake_clients(&mut wakers);
+                    (unwoken, last_wake) = (0, Instant::now());
+                    flush = Timer::never();
+                }
+                let paused = async {
+                    (&mut pause).await;
+                    false
+                };
+                let stop = async {
+                    stopped.as_mut().await;
+                    true
+                };
+                if paused.or(stop).await {
+                    break "stopped";
+                }
+                pausing = false;
+            }
+            let step = {
+                let mut read = std::pin::pin!(body.read(buf.get_mut(..want).unwrap_or_default()));
+                match smol::future::poll_once(read.as_mut()).await {
+                    Some(result) => Step::Read(result),
+                    None => {
+                        // The source has nothing right now: a burst is over, deliver it.
+                        if unwoken >= WAKE_BYTES {
+                            self.wake_clients(&mut wakers);
+                            (unwoken, last_wake) = (0, Instant::now());
+                            flush = Timer::never();
+                        }
+                        let read = async { Step::Read(read.as_mut().await) };
+                        let flush_due = async {
+                            (&mut flush).await;
+                            Step::Flush
+                        };
+                        let stop = async {
+                            stopped.as_mut().await;
+                            Step::Stop
+                        };
+                        read.or(flush_due).or(stop).await
+                    }
+                }
             };
-            let stop = async {
-                stopped.as_mut().await;
-                Step::Stop
-            };
-            match read.or(flush_due).or(stop).await {
+            match step {
                 Step::Read(Ok(0)) => break "eof",
                 Step::Read(Ok(n)) => {
-                    self.push(buf.get(..n).unwrap_or_default(), events);
-                    pausing = n < buf.len();
-                    if pausing {
-                        pause.set_after(READ_PAUSE);
+                    next = self.push(buf.get(..n).unwrap_or_default(), events);
+                    if n < want && !read_pause.is_zero() {
+                        pausing = true;
+                        pause.set_after(read_pause);
                     }
                     unwoken += n;
-                    if unwoken < WAKE_BYTES && last_wake.elapsed() < WAKE_EVERY {
+                    if unwoken < WAKE_MAX.min(self.capacity / 4) && last_wake.elapsed() < WAKE_EVERY
+                    {
                         if unwoken == n {
                             flush.set_at(last_wake + WAKE_EVERY);
                         }
@@ -333,6 +481,45 @@ impl Hub {
         ended
     }
 
+    /// Holds reads back until the lone client has caught up (or left, or has company);
+    /// after `limit` it is cut off instead. False when the hub was asked to stop.
+    async fn pause(&self, limit: Duration, events: &dyn HubEvents) -> bool {
+        let resumed = std::future::poll_fn(|cx| {
+            let mut st = self.lock();
+            if st.keeps_paused() {
+                st.paused = true;
+                set_waker(&mut st.upstream, cx);
+                Poll::Pending
+            } else {
+                st.paused = false;
+                Poll::Ready(!st.stopping)
+            }
+        });
+        let timed_out = async {
+            Timer::after(limit).await;
+            let mut st = self.lock();
+            st.paused = false;
+            if !st.keeps_paused() {
+                return !st.stopping;
+            }
+            if let Some(slot) = st.slots.iter_mut().find(|s| !s.lagged) {
+                slot.lagged = true;
+                slot.abort = None;
+                let waker = slot.waker.take();
+                drop(st);
+                waker.into_iter().for_each(Waker::wake);
+                log::info!(
+                    "event=stream_read_ahead_expired ref=\"{}\" after_ms={}",
+                    self.sref,
+                    limit.as_millis()
+                );
+                events.client_dropped_slow();
+            }
+            true
+        };
+        resumed.or(timed_out).await
+    }
+
     /// Ends the hub in `phase` (it takes no new clients) and wakes every client so it
     /// sees the end (after draining the ring) or the open error.
     fn finish(&self, phase: Phase, wakers: &mut Vec<Waker>) {
@@ -351,12 +538,13 @@ impl Hub {
         wakers.drain(..).for_each(Waker::wake);
     }
 
-    /// Appends upstream bytes and cuts off every client they overran.
-    fn push(&self, data: &[u8], events: &dyn HubEvents) {
+    /// Appends upstream bytes, cuts off every client they overran, and says what the
+    /// upstream does next.
+    fn push(&self, data: &[u8], events: &dyn HubEvents) -> Next {
         let mut st = self.lock();
         let HubState { ring, slots, .. } = &mut *st;
         let Some(ring) = ring.as_mut() else {
-            return;
+            return Next::Stop;
         };
         ring.push(data);
         let oldest = ring.written().saturating_sub(ring.capacity());
@@ -369,6 +557,7 @@ impl Hub {
                 events.client_dropped_slow();
             }
         }
+        st.next()
     }
 }
 
@@ -401,7 +590,12 @@ impl AsyncRead for ClientStream {
         let this = self.get_mut();
         let mut st = this.hub.lock();
         let HubState {
-            phase, ring, slots, ..
+            phase,
+            ring,
+            slots,
+            paused,
+            upstream,
+            ..
         } = &mut *st;
         let Some(slot) = slots.iter_mut().find(|s| s.id == this.id) else {
             return Poll::Ready(Ok(0));
@@ -415,7 +609,18 @@ impl AsyncRead for ClientStream {
         match outcome {
             ReadOutcome::Data(n) => {
                 slot.pos += n as u64;
+                // A lone client that caught up to a quarter of the ring ends the pause.
+                let resume = match ring {
+                    Some(r)
+                        if *paused && r.written().saturating_sub(slot.pos) <= r.capacity() / 4 =>
+                    {
+                        *paused = false;
+                        upstream.take()
+                    }
+                    _ => None,
+                };
                 drop(st);
+                resume.into_iter().for_each(Waker::wake);
                 this.events.bytes_out(n);
                 Poll::Ready(Ok(n))
             }
@@ -439,17 +644,20 @@ impl AsyncRead for ClientStream {
 
 impl Drop for ClientStream {
     fn drop(&mut self) {
-        let idle = {
+        let (idle, resume) = {
             let mut st = self.hub.lock();
             st.slots.retain(|s| s.id != self.id);
+            // Whoever the upstream paused for may have been this client.
+            let resume = st.resume();
             let idle = st.slots.is_empty()
                 && !st.stopping
                 && matches!(st.phase, Phase::Running | Phase::Opening);
             if idle {
                 st.idle_since = Some(Instant::now());
             }
-            idle.then_some(st.generation)
+            (idle.then_some(st.generation), resume)
         };
+        resume.into_iter().for_each(Waker::wake);
         self.events.client_left();
         if let Some(generation) = idle {
             self.events.hub_idle(&self.hub, generation);
@@ -461,4 +669,230 @@ impl Drop for ClientStream {
 pub(super) async fn aborted(abort: Receiver<()>) {
     // The sender is never used to send: it is dropped, which ends `recv`.
     let _ = abort.recv().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smol::io::AsyncReadExt as _;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    const CAP: usize = 256 * 1024;
+
+    /// An unpaced source: every read is answered at once, byte `o` of the stream being
+    /// `o % 251`, so a reader can tell lost or repeated bytes.
+    struct Endless {
+        produced: Arc<AtomicU64>,
+        max_pause: Duration,
+    }
+
+    impl Source for Endless {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
+            let at = self.produced.load(Ordering::SeqCst);
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = ((at + i as u64) % 251) as u8;
+            }
+            self.produced.fetch_add(buf.len() as u64, Ordering::SeqCst);
+            Ok(buf.len())
+        }
+
+        fn max_pause(&self) -> Duration {
+            self.max_pause
+        }
+    }
+
+    #[derive(Default)]
+    struct Events {
+        dropped: AtomicUsize,
+    }
+
+    impl HubEvents for Events {
+        fn client_dropped_slow(&self) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+        fn bytes_out(&self, _: usize) {}
+        fn hub_idle(&self, _: &Arc<Hub>, _: u64) {}
+        fn client_left(&self) {}
+    }
+
+    struct Running {
+        hub: Arc<Hub>,
+        events: Arc<Events>,
+        produced: Arc<AtomicU64>,
+        ended: std::thread::JoinHandle<&'static str>,
+    }
+
+    impl Running {
+        /// A hub over an `Endless` source with `clients` attached before it opens.
+        fn start(clients: u64, max_pause: Duration) -> (Running, Vec<ClientStream>) {
+            let hub = Hub::new("k".into(), "1:0:1".into(), false, CAP);
+            let events = Arc::new(Events::default());
+            let produced = Arc::new(AtomicU64::new(0));
+            let streams = (1..=clients)
+                .map(|id| {
+                    hub.attach(id).expect("attach");
+                    let ev: Arc<dyn HubEvents> = events.clone();
+                    ClientStream::new(Arc::clone(&hub), id, ev)
+                })
+                .collect();
+            let body = Endless {
+                produced: produced.clone(),
+                max_pause,
+            };
+            let (h, ev) = (Arc::clone(&hub), events.clone());
+            let ended = std::thread::spawn(move || {
+                let open = async {
+                    Ok(Started {
+                        body,
+                        first: Vec::new(),
+                        port: None,
+                    })
+                };
+                smol::block_on(h.run(open, &*ev))
+            });
+            let running = Running {
+                hub,
+                events,
+                produced,
+                ended,
+            };
+            (running, streams)
+        }
+
+        fn produced(&self) -> u64 {
+            self.produced.load(Ordering::SeqCst)
+        }
+
+        fn dropped(&self) -> usize {
+            self.events.dropped.load(Ordering::SeqCst)
+        }
+
+        /// Waits (up to 5 s) until the source stops being read; returns its total.
+        fn settled(&self) -> u64 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut last = self.produced();
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let now = self.produced();
+                if now == last && now > 0 {
+                    return now;
+                }
+                assert!(Instant::now() < deadline, "the upstream never paused");
+                last = now;
+            }
+        }
+
+        fn wait_for(&self, what: &str, cond: impl Fn(&Running) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !cond(self) {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+
+        fn stop(self) -> &'static str {
+            self.hub.stop();
+            self.ended.join().expect("hub thread")
+        }
+    }
+
+    /// Reads `n` bytes (waiting as needed) and checks they continue the pattern at `pos`.
+    fn read_checked(client: &mut ClientStream, pos: &mut u64, n: u64) {
+        let mut buf = vec![0u8; 64 * 1024];
+        let end = *pos + n;
+        while *pos < end {
+            let want = usize::try_from(end - *pos)
+                .unwrap_or(buf.len())
+                .min(buf.len());
+            let got = smol::block_on(client.read(&mut buf[..want])).expect("client read");
+            assert!(got > 0, "EOF at {pos}");
+            for (i, b) in buf[..got].iter().enumerate() {
+                assert_eq!(
+                    *b,
+                    ((*pos + i as u64) % 251) as u8,
+                    "byte {}",
+                    *pos + i as u64
+                );
+            }
+            *pos += got as u64;
+        }
+    }
+
+    #[test]
+    fn a_lone_client_that_stops_reading_pauses_the_upstream_without_losing_bytes() {
+        let (run, mut clients) = Running::start(1, Duration::from_secs(30));
+        let held = run.settled();
+        // Paused once the client was more than half the ring behind, and no read may
+        // overrun it.
+        assert!(held > CAP as u64 / 2, "paused too early: {held}");
+        assert!(held <= CAP as u64, "read past the ring: {held}");
+        assert_eq!(run.dropped(), 0);
+        // Reading on resumes the upstream, again and again, and nothing is lost.
+        let mut pos = 0;
+        read_checked(&mut clients[0], &mut pos, 8 * CAP as u64);
+        assert!(run.produced() >= 8 * CAP as u64);
+        assert_eq!(run.dropped(), 0);
+        let held = run.settled();
+        assert!(
+            held - pos <= CAP as u64,
+            "{held} read for a client at {pos}"
+        );
+        assert_eq!(run.stop(), "stopped");
+    }
+
+    #[test]
+    fn a_pause_that_lasts_longer_than_max_pause_cuts_the_lone_client_off() {
+        let (run, mut clients) = Running::start(1, Duration::from_millis(100));
+        let started = Instant::now();
+        run.wait_for("the cut-off", |r| r.dropped() == 1);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // The upstream reads on (the ring overwrites) and the client learns it fell behind.
+        run.wait_for("reading on", |r| r.produced() > 4 * CAP as u64);
+        let err = smol::block_on(clients[0].read(&mut [0u8; 100])).expect_err("cut off");
+        assert_eq!(err.to_string(), "stream client fell behind");
+        assert_eq!(run.dropped(), 1);
+        assert_eq!(run.stop(), "stopped");
+    }
+
+    #[test]
+    fn with_two_clients_the_upstream_never_waits_and_laggards_are_cut_off() {
+        let (run, _clients) = Running::start(2, Duration::from_secs(30));
+        run.wait_for("reading past the ring", |r| r.produced() > 8 * CAP as u64);
+        run.wait_for("both cut off", |r| r.dropped() == 2);
+        assert_eq!(run.stop(), "stopped");
+    }
+
+    #[test]
+    fn a_second_client_ends_the_pause() {
+        let (run, clients) = Running::start(1, Duration::from_secs(30));
+        let held = run.settled();
+        run.hub.attach(99).expect("attach");
+        let ev: Arc<dyn HubEvents> = run.events.clone();
+        let _second = ClientStream::new(Arc::clone(&run.hub), 99, ev);
+        // With two clients the upstream reads on, and the first one, half a ring behind,
+        // is cut off once it lags by the ring, as with any two clients.
+        run.wait_for("the laggard cut off", |r| r.dropped() == 1);
+        assert!(run.produced() > CAP as u64);
+        // Then the second is the lone client: paused for, not cut off.
+        let again = run.settled();
+        assert!(again <= held + 2 * CAP as u64, "{again}");
+        assert_eq!(run.dropped(), 1);
+        drop(clients);
+        assert_eq!(run.stop(), "stopped");
+    }
+
+    #[test]
+    fn the_lone_client_leaving_ends_the_pause_and_stop_ends_a_paused_upstream() {
+        let (run, clients) = Running::start(1, Duration::from_secs(30));
+        let held = run.settled();
+        drop(clients);
+        run.wait_for("reading on", |r| r.produced() > held + 2 * CAP as u64);
+        // A new lone client pauses it again; stop ends it while paused.
+        run.hub.attach(7).expect("attach");
+        let ev: Arc<dyn HubEvents> = run.events.clone();
+        let _lone = ClientStream::new(Arc::clone(&run.hub), 7, ev);
+        run.settled();
+        assert_eq!(run.dropped(), 0);
+        assert_eq!(run.stop(), "stopped");
+    }
 }
