@@ -432,7 +432,7 @@ pub(super) static KEYS: [KeyInfo; 83] = [
         "XG2G_STREAM_TIMEOUT",
         "stream_timeout",
         "10s",
-        "Time the receiver has to connect and send the first stream bytes, and longest silence of a running stream, 1s to 10m.",
+        "Time the receiver has to connect and send the first stream bytes, longest silence of a running stream, and longest a lone client may hold its upstream unread, 1s to 10m.",
         Field::StreamTimeout,
     ),
     key(

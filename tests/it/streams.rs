@@ -172,6 +172,42 @@ fn a_client_that_stops_reading_is_dropped_while_another_keeps_full_rate() {
 }
 
 #[test]
+fn a_lone_client_that_stops_reading_holds_the_upstream_back_then_is_cut_off() {
+    let sim = Sim::start(&[
+        "--channels",
+        "4",
+        "--days",
+        "1",
+        "--stream-bitrate",
+        "8000000",
+    ]);
+    let (_data, daemon) = Daemon::start_refreshed(
+        &sim,
+        "stream-lone",
+        &[
+            ("XG2G_STREAM_CLIENT_BUFFER", "256KiB"),
+            ("XG2G_STREAM_TIMEOUT", "2s"),
+        ],
+    );
+    let path = stream_path(&sim.plain_refs()[0]);
+    let mut stuck = StreamClient::open_with(daemon.addr, &path, Some(4096));
+    assert_eq!(stuck.status, 200);
+    let started = Instant::now();
+    eventually(Duration::from_secs(10), "lone stuck client cut off", || {
+        daemon.metric("xg2g_stream_clients_dropped_slow_total") >= 1.0
+    });
+    let waited = started.elapsed();
+    // Held back first (not cut at once at 256 KiB, 0.25 s of stream), then cut off
+    // after XG2G_STREAM_TIMEOUT of holding.
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "cut off after {waited:?}"
+    );
+    let (_, _) = stuck.read_to_end_within(Duration::from_secs(10));
+    assert_eq!(daemon.metric("xg2g_stream_clients_dropped_slow_total"), 1.0);
+}
+
+#[test]
 fn relay_channels_use_the_relay_port_and_fall_back_when_it_is_down() {
     let sim = Sim::start(&["--channels", "20", "--days", "1"]);
     let relay = sim.relay_refs();
