@@ -77,9 +77,15 @@ const WAKE_EVERY: Duration = Duration::from_millis(10);
 /// Pause before reading again once a read found the source drained: a receiver sends
 /// a burst every ~1.3 ms at 8 Mbit/s, and reading (and waking) per burst is where the
 /// CPU goes at TV rates; 20 ms lets ~20 KiB gather in the socket buffer (far below its
-/// size) and adds 20 ms at most to a live stream. A read that fills what was asked goes
-/// on at once, so a fast source is never slowed.
+/// size) and adds 20 ms at most to a live stream. Only slow sources are paced (see
+/// [`PACE_BELOW_BYTES_PER_SECOND`]), and a read after a pause that fills what was asked
+/// ends pacing, so a fast source is never held back.
 pub(super) const READ_PAUSE: Duration = Duration::from_millis(20);
+/// Only a source slower than this is read with pauses: 8 MB/s is 64 Mbit/s, above any
+/// broadcast (UHD is at most ~40 Mbit/s), and what 160 KiB per pause sustains.
+const PACE_BELOW_BYTES_PER_SECOND: u64 = 8 << 20;
+/// How long the source's rate is measured before deciding whether to pace it.
+const RATE_WINDOW: Duration = Duration::from_millis(250);
 /// Bytes that wake waiting clients as soon as the source has nothing more right now.
 const WAKE_BYTES: usize = 32 * 1024;
 /// Bytes that wake waiting clients at once, even while the source keeps delivering:
@@ -377,9 +383,14 @@ impl Hub {
         let mut flush = Timer::never();
         let mut last_wake = Instant::now();
         let mut unwoken = 0usize;
-        // After a read that drained the source, the next waits READ_PAUSE (see there).
+        // A slow source (measured over RATE_WINDOW) is read with pauses: after a read
+        // that drained it, the next waits `read_pause` (see READ_PAUSE). A read after a
+        // pause that fills what was asked means the source is faster than pauses allow:
+        // pacing stops until the next window says otherwise.
         let mut pause = Timer::never();
         let mut pausing = false;
+        let mut paced = false;
+        let mut window = (Instant::now(), 0u64);
         let mut next = self.lock().next();
         let ended = loop {
             let want = match next {
@@ -402,6 +413,7 @@ impl Hub {
                     continue;
                 }
             };
+            let after_pause = pausing;
             if pausing {
                 // The last read drained the source: deliver it, let the next bursts gather.
                 if unwoken > 0 {
@@ -450,7 +462,17 @@ impl Hub {
                 Step::Read(Ok(0)) => break "eof",
                 Step::Read(Ok(n)) => {
                     next = self.push(buf.get(..n).unwrap_or_default(), events);
-                    if n < want && !read_pause.is_zero() {
+                    window.1 += n as u64;
+                    if after_pause && n == want {
+                        paced = false;
+                        window = (Instant::now(), 0);
+                    } else if window.0.elapsed() >= RATE_WINDOW {
+                        let per_second = window.1 as f64 / window.0.elapsed().as_secs_f64();
+                        paced = !read_pause.is_zero()
+                            && per_second < PACE_BELOW_BYTES_PER_SECOND as f64;
+                        window = (Instant::now(), 0);
+                    }
+                    if paced && n < want {
                         pausing = true;
                         pause.set_after(read_pause);
                     }
@@ -894,5 +916,158 @@ mod tests {
         run.settled();
         assert_eq!(run.dropped(), 0);
         assert_eq!(run.stop(), "stopped");
+    }
+
+    /// A receiver-like source: one 1316-byte burst every `every`, counting its reads.
+    struct Bursts {
+        every: Duration,
+        next: Instant,
+        reads: Arc<AtomicUsize>,
+        read_pause: Duration,
+    }
+
+    impl Source for Bursts {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let now = Instant::now();
+            if self.next > now {
+                Timer::at(self.next).await;
+            }
+            // Everything due since the last read, as a socket buffer would hold it.
+            let mut n = 0;
+            while self.next <= Instant::now() && n + 1316 <= buf.len() {
+                n += 1316;
+                self.next += self.every;
+            }
+            buf.get_mut(..n).unwrap_or_default().fill(0x47);
+            Ok(n)
+        }
+
+        fn read_pause(&self) -> Duration {
+            self.read_pause
+        }
+    }
+
+    /// Source reads in `window` of a bursty source read by one eager client.
+    fn reads_of_bursts(read_pause: Duration, window: Duration) -> (usize, u64) {
+        let hub = Hub::new("k".into(), "1:0:1".into(), false, CAP);
+        let events = Arc::new(Events::default());
+        hub.attach(1).expect("attach");
+        let ev: Arc<dyn HubEvents> = events.clone();
+        let mut client = ClientStream::new(Arc::clone(&hub), 1, ev);
+        let reads = Arc::new(AtomicUsize::new(0));
+        let body = Bursts {
+            every: Duration::from_micros(1300),
+            next: Instant::now(),
+            reads: reads.clone(),
+            read_pause,
+        };
+        let (h, e) = (Arc::clone(&hub), events.clone());
+        let upstream = std::thread::spawn(move || {
+            let open = async {
+                Ok(Started {
+                    body,
+                    first: Vec::new(),
+                    port: None,
+                })
+            };
+            smol::block_on(h.run(open, &*e))
+        });
+        let started = Instant::now();
+        let mut got = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        while started.elapsed() < window {
+            let read = async { Some(client.read(&mut buf).await) };
+            let tick = async {
+                Timer::after(Duration::from_millis(50)).await;
+                None
+            };
+            if let Some(n) = smol::block_on(read.or(tick)) {
+                got += n.expect("client read") as u64;
+            }
+        }
+        let counted = reads.load(Ordering::SeqCst);
+        hub.stop();
+        drop(client);
+        upstream.join().expect("hub thread");
+        (counted, got)
+    }
+
+    #[test]
+    fn a_slow_source_is_read_every_pause_not_per_burst() {
+        let window = Duration::from_millis(1500);
+        let (paced, paced_bytes) = reads_of_bursts(READ_PAUSE, window);
+        let (eager, eager_bytes) = reads_of_bursts(Duration::ZERO, window);
+        // ~770 bursts a second: read per burst unless paced (one 250 ms window unpaced,
+        // then about one read per 20 ms).
+        assert!(eager > 600, "unpaced reads {eager}");
+        assert!(paced < eager / 2, "paced {paced} vs unpaced {eager} reads");
+        // Pacing delays bytes by at most a pause; it loses none.
+        assert!(
+            paced_bytes + 64 * 1316 >= eager_bytes * 9 / 10,
+            "paced got {paced_bytes} B, unpaced {eager_bytes} B"
+        );
+    }
+
+    #[test]
+    fn a_fast_source_is_never_held_back_by_the_pause() {
+        // Every other read comes back half full (a socket caught mid-write), but the
+        // source is fast: it must not be paced. Paced at one read per 20 ms it could not
+        // pass 6.4 MB/s.
+        struct Fast(Endless, bool);
+        impl Source for Fast {
+            async fn read(&mut self, buf: &mut [u8]) -> Result<usize, SourceError> {
+                self.1 = !self.1;
+                let n = if self.1 { buf.len() / 2 } else { buf.len() };
+                self.0.read(buf.get_mut(..n).unwrap_or_default()).await
+            }
+            fn read_pause(&self) -> Duration {
+                READ_PAUSE
+            }
+        }
+        let hub = Hub::new("k".into(), "1:0:1".into(), false, CAP);
+        let events = Arc::new(Events::default());
+        for id in 1..=2 {
+            hub.attach(id).expect("attach");
+        }
+        let ev: Arc<dyn HubEvents> = events.clone();
+        let mut client = ClientStream::new(Arc::clone(&hub), 1, ev.clone());
+        let _idle = ClientStream::new(Arc::clone(&hub), 2, ev);
+        let produced = Arc::new(AtomicU64::new(0));
+        let body = Fast(
+            Endless {
+                produced: produced.clone(),
+                max_pause: Duration::from_secs(5),
+            },
+            false,
+        );
+        let (h, e) = (Arc::clone(&hub), events.clone());
+        let upstream = std::thread::spawn(move || {
+            let open = async {
+                Ok(Started {
+                    body,
+                    first: Vec::new(),
+                    port: None,
+                })
+            };
+            smol::block_on(h.run(open, &*e))
+        });
+        let started = Instant::now();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0u64;
+        while started.elapsed() < Duration::from_secs(1) {
+            match smol::block_on(client.read(&mut buf)) {
+                Ok(n) => got += n as u64,
+                Err(_) => break,
+            }
+        }
+        hub.stop();
+        drop(client);
+        upstream.join().expect("hub thread");
+        assert!(
+            produced.load(Ordering::SeqCst) > 20 << 20,
+            "a fast source was held back: {} B read in 1 s ({got} B delivered)",
+            produced.load(Ordering::SeqCst)
+        );
     }
 }
