@@ -31,6 +31,7 @@ shellcheck scripts/*.sh cross/*.sh benches/*.sh .ci/run
 
 echo "== tests"
 cargo test --locked
+scripts/check-monitoring.sh target/debug/xg2g
 
 echo "== encoder probes: lint and test with features vaapi,v4l2 (host only)"
 cargo clippy --all-targets --locked --features vaapi,v4l2 -- -D warnings

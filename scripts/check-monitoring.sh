@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Checks the monitoring stack in deploy/monitoring against the daemon:
+#   scripts/check-monitoring.sh target/debug/xg2g
+# 1. promtool check config (prometheus.yml and the rule file it names),
+# 2. promtool check rules, 3. promtool test rules (alert unit tests),
+# 4. every dashboard query parses as PromQL,
+# 5. every xg2g_* metric the alert rules and the dashboards use is exported by the real
+#    daemon (`xg2g demo` on a free loopback port, after a transcoded stream and a
+#    snapshot so the labelled and histogram families have samples).
+# Installs promtool and curl when missing (Debian, as root, like scripts/test.sh).
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 PATH/TO/xg2g" >&2
+    exit 2
+fi
+bin=$(realpath "$1")
+[ -x "$bin" ] || { echo "check-monitoring: $1 is not an executable" >&2; exit 2; }
+cd "$(dirname "$0")/.."
+
+mon=deploy/monitoring
+rules=$mon/prometheus/alert-rules.yml
+dashboards=("$mon"/grafana/dashboards/*.json)
+
+need=()
+command -v promtool >/dev/null || need+=(prometheus)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "check-monitoring: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || echo "check-monitoring: apt-get update reported a problem; trying the install anyway"
+    apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+work=$(mktemp -d)
+demo_pid=
+cleanup() {
+    if [ -n "$demo_pid" ] && kill -0 "$demo_pid" 2>/dev/null; then
+        kill -TERM "$demo_pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$demo_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$demo_pid" 2>/dev/null || true
+        wait "$demo_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+# check NAME COMMAND...: runs one check, shows its output only when it fails.
+check() {
+    local name=$1
+    shift
+    if "$@" >"$work/out" 2>&1; then
+        echo "ok   $name"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name"
+        sed 's/^/     /' "$work/out"
+        failed=$((failed + 1))
+    fi
+}
+
+# The "expr" strings of the dashboards, JSON-unescaped, one per line.
+dashboard_exprs() {
+    grep -ohE '"expr": *"([^"\\]|\\.)*"' "${dashboards[@]}" \
+        | sed -E 's/^"expr": *"//; s/"$//; s/\\"/"/g; s/\\\\/\\/g'
+}
+
+# Check 4: each query, with Grafana's variables filled in, becomes a recording rule
+# that promtool must accept.
+dashboard_queries_parse() {
+    local n=0
+    {
+        echo "groups:"
+        echo "  - name: dashboards"
+        echo "    rules:"
+        while IFS= read -r expr; do
+            expr=${expr//\$__rate_interval/1m}
+            expr=${expr//\$instance/.*}
+            n=$((n + 1))
+            echo "      - record: dashboard_query_$n"
+            echo "        expr: '${expr//\'/\'\'}'"
+        done < <(dashboard_exprs)
+    } >"$work/dashboard-rules.yml"
+    [ "$n" -gt 0 ] || { echo "no expr found in ${dashboards[*]}"; return 1; }
+    echo "$n queries"
+    promtool check rules "$work/dashboard-rules.yml"
+}
+
+# A loopback port nobody listens on now.
+free_port() {
+    local port
+    for _ in $(seq 50); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Starts the demo; sets base and demo_pid. Retries on another port if it dies at once
+# (a port taken between the probe and the bind).
+start_demo() {
+    local port
+    for _ in 1 2 3; do
+        port=$(free_port)
+        mkdir -p "$work/data"
+        XG2G_LISTEN=127.0.0.1:$port XG2G_DATA=$work/data \
+            XG2G_SSDP_ENABLED=false XG2G_HDHR_DISCOVERY_PORT=0 RUST_LOG=warn \
+            "$bin" demo >"$work/demo.log" 2>&1 &
+        demo_pid=$!
+        base=http://127.0.0.1:$port
+        for _ in $(seq 300); do
+            if [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/readyz")" = 200 ]; then
+                return 0
+            fi
+            kill -0 "$demo_pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -TERM "$demo_pid" 2>/dev/null || true
+        wait "$demo_pid" 2>/dev/null || true
+        demo_pid=
+    done
+    echo "the demo did not become ready; its log:"
+    cat "$work/demo.log"
+    return 1
+}
+
+# Check 5: every xg2g_* name used by alerts and dashboards is exported.
+metrics_exported() {
+    start_demo || return 1
+    local url ref
+    url=$(curl -sf "$base/playlist.m3u" | tr -d '\r' | grep -m1 '^http') || { echo "no stream URL in the playlist"; return 1; }
+    ref=${url##*/stream/}
+    ref=${ref%%\?*}
+    # A transcoded stream for a few seconds (session, queue wait, modes) and a snapshot.
+    curl -s --max-time 3 -o /dev/null "$base/stream/$ref?profile=aac" || true
+    curl -s --max-time 30 -o /dev/null "$base/snapshot/$ref.jpg" || true
+    curl -sf "$base/metrics" >"$work/metrics.txt" || { echo "scraping $base/metrics failed"; return 1; }
+
+    # Exported: "# TYPE" names (counters are described as name_total), the series a
+    # histogram adds, and every sample name.
+    {
+        awk '$1 == "#" && $2 == "TYPE" {
+                print $3
+                if ($4 == "histogram") { print $3 "_bucket"; print $3 "_sum"; print $3 "_count" }
+            }' "$work/metrics.txt"
+        grep -oE '^xg2g_[a-z0-9_]+' "$work/metrics.txt"
+    } | sort -u >"$work/exported"
+    grep -oE '^xg2g_[a-z0-9_]+' "$work/metrics.txt" | sort -u >"$work/sampled"
+
+    {
+        grep -oE '\bxg2g_[a-z0-9_]+' "$rules" || true
+        dashboard_exprs | grep -oE '\bxg2g_[a-z0-9_]+' || true
+    } | sort -u >"$work/used"
+
+    local missing unsampled
+    missing=$(comm -23 "$work/used" "$work/exported")
+    unsampled=$(comm -12 "$work/used" "$work/exported" | comm -23 - "$work/sampled" | tr '\n' ' ')
+    echo "$(wc -l <"$work/used") metric names used, $(wc -l <"$work/exported") exported"
+    [ -z "$unsampled" ] || echo "exported but without a sample in this run: $unsampled"
+    if [ -n "$missing" ]; then
+        echo "used in $rules or the dashboards but not exported by the daemon:"
+        while IFS= read -r name; do echo "  $name"; done <<<"$missing"
+        return 1
+    fi
+}
+
+check "promtool check config $mon/prometheus/prometheus.yml" \
+    promtool check config "$mon/prometheus/prometheus.yml"
+check "promtool check rules $rules" promtool check rules "$rules"
+check "promtool test rules $mon/prometheus/alert-rules.test.yml" \
+    promtool test rules "$mon/prometheus/alert-rules.test.yml"
+check "dashboard queries parse (${#dashboards[@]} dashboards)" dashboard_queries_parse
+check "alert and dashboard metrics are exported by $1" metrics_exported
+if [ "$failed" -gt 0 ] || [ "$passed" -lt 5 ]; then
+    echo "monitoring: $passed passed, $failed failed"
+    exit 1
+fi
+echo "monitoring: $passed passed, $failed failed"
