@@ -27,7 +27,7 @@ fi
 echo "== format and lint"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-shellcheck scripts/*.sh cross/*.sh benches/*.sh .ci/run
+shellcheck scripts/*.sh cross/*.sh benches/*.sh .ci/run deploy/enigma2/*.sh deploy/enigma2/xg2g.init openwrt/files/xg2g.init
 
 echo "== tests"
 cargo test --locked
@@ -39,3 +39,4 @@ cargo test --locked --features vaapi,v4l2 --lib hw::
 
 echo "== aarch64 build and smoke test (Rust 1.85, qemu)"
 cross/build.sh aarch64 --smoke
+scripts/check-packaging.sh target/cross/aarch64-unknown-linux-gnu/release/xg2g
