@@ -13,6 +13,7 @@ pub mod hw;
 pub mod limit;
 pub mod lineup;
 pub mod metrics;
+pub mod notify;
 pub mod picon;
 pub mod receiver;
 pub mod refresh;

@@ -284,8 +284,10 @@ async fn daemon(
     let signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])
         .context("installing signal handlers")?;
     let app = start_daemon(&settings, config_file, &ex, &mut life, shutdown_rx).await?;
+    xg2g::notify::ready(); // systemd Type=notify: listeners bound, services started
     wait_for_stop(signals, &app).await;
     log::info!("event=shutdown");
+    xg2g::notify::stopping();
     app.hls.shutdown(); // segmenters stop, their folders go
     app.streams.shutdown(); // upstreams close, stream clients get their end
     if let Some(hdhr) = &app.hdhr {
@@ -461,6 +463,10 @@ async fn start_daemon(
     life.start(ex, "rate-limit-janitor", rate_limit_janitor(app.clone()));
     if let Some(file) = config_file {
         life.start(ex, "config-watch", watch_config(app.clone(), file));
+    }
+    // systemd's WatchdogSec: ping at half the interval, as sd_watchdog_enabled advises.
+    if let Some(every) = xg2g::notify::watchdog_interval() {
+        life.start(ex, "watchdog", xg2g::notify::watchdog_loop(every / 2));
     }
     Ok(app)
 }
