@@ -9,6 +9,9 @@
 #   5. an aarch64 .ipk from ARM64_BINARY (cross/build.sh aarch64 writes it to
 #      target/cross/aarch64-unknown-linux-gnu/release/xg2g), unpacked and inspected;
 #      without the argument, from a stub aarch64 ELF file
+#   6. sd_notify: the host daemon (target/debug/xg2g, when built) sends READY=1,
+#      WATCHDOG=1 every WatchdogSec/2 and STOPPING=1 to a $NOTIFY_SOCKET (python3)
+#   7. the Enigma2 init script driving that daemon: start, status, reload, stop
 # Installs systemd, shellcheck and binutils when missing (Debian, as scripts/test.sh).
 # Ends with one line: packaging: N passed, M failed.
 set -euo pipefail
@@ -20,6 +23,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v ar >/dev/null || need+=(binutils)
 command -v dash >/dev/null || need+=(dash)
+command -v python3 >/dev/null || need+=(python3-minimal)
 if [ ${#need[@]} -gt 0 ]; then
     echo "check-packaging: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -228,7 +232,10 @@ openwrt_init() {
         echo "no hint on how to enable"
         bad=1
     }
-    head -n 1 "$work/owrt/stamp" | grep -qx 'enabled=0' || bad=1
+    [ -s "$work/owrt/stamp" ] || {
+        echo "no settings stamp written"
+        bad=1
+    }
 
     # Values verbatim (quotes, $, backquote, commas, double spaces), empties and unknown
     # options skipped, README order.
@@ -258,6 +265,10 @@ EOF
     owrt "$work/uci.on" start_service
     sed -n 's/^append env //p' "$log" >"$work/env.got"
     expect "UCI -> environment" "$work/env.expected" "$work/env.got" || bad=1
+    if grep -q "HOME" "$work/owrt/stamp"; then
+        echo "the settings stamp holds the settings (tokens) in clear"
+        bad=1
+    fi
     grep -v '^append env ' "$log" >"$work/procd.got"
     cat >"$work/procd.expected" <<EOF
 chown xg2g:xg2g $data
@@ -290,7 +301,7 @@ EOF
     owrt "$work/uci.changed" reload_service
     sed 's/option enabled .1./option enabled '\''0'\''/' "$work/uci.on" >"$work/uci.off"
     owrt "$work/uci.off" reload_service
-    printf '%s\n' "signal xg2g" start start >"$work/reload.expected"
+    printf '%s\n' "signal xg2g * HUP" start start >"$work/reload.expected"
     expect "reload" "$work/reload.expected" "$log" || bad=1
 
     : >"$log"
@@ -392,12 +403,146 @@ enigma2_ipk() {
     return "$bad"
 }
 
+# --- 6. sd_notify from the real daemon -----------------------------------------------
+
+# The notify socket systemd would create, as a small python3 listener that writes each
+# datagram as a line and ends at STOPPING=1 (or after 30 s).
+# Run it in the background: exec makes $! the listener itself.
+notify_listener() {
+    exec python3 - "$1" "$2" <<'EOF'
+import socket, sys, time
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.bind(sys.argv[1])
+sock.settimeout(1)
+end = time.monotonic() + 30
+with open(sys.argv[2], "w", buffering=1) as out:
+    while time.monotonic() < end:
+        try:
+            msg = sock.recv(4096).decode()
+        except socket.timeout:
+            continue
+        out.write(msg + "\n")
+        if msg == "STOPPING=1":
+            break
+EOF
+}
+
+sd_notify() {
+    local exe="$repo/target/debug/xg2g" sock="$work/notify" got="$work/notify.log" n=0
+    [ -x "$exe" ] || {
+        echo "skipped: no $exe (cargo build)"
+        return 0
+    }
+    : >"$got"
+    notify_listener "$sock" "$got" >/dev/null 2>&1 &
+    local listener=$!
+    while [ ! -S "$sock" ] && [ $n -lt 50 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    # A receiver nobody answers at, no refresh, no UDP services, no encoder probing: only
+    # start-up, the watchdog and shutdown are exercised. WatchdogSec=1 s: pings every 0.5 s.
+    env -i PATH="$PATH" NOTIFY_SOCKET="$sock" WATCHDOG_USEC=1000000 \
+        XG2G_OWI_BASE=http://127.0.0.1:9 XG2G_LISTEN=127.0.0.1:0 XG2G_DATA="$work/notify-data" \
+        XG2G_INITIAL_REFRESH=false XG2G_HDHR_ENABLED=false XG2G_TRANSCODE_ENCODERS=software=1 \
+        XG2G_LOG_LEVEL=warn "$exe" serve 2>"$work/daemon.err" &
+    local daemon=$!
+    n=0
+    while ! grep -qx READY=1 "$got" && [ $n -lt 100 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    sleep 1.3
+    kill -TERM "$daemon"
+    local rc=0
+    wait "$daemon" || rc=$?
+    # Everything the daemon sent is queued by now; the listener gets 2 s to read it.
+    n=0
+    while kill -0 "$listener" 2>/dev/null && [ $n -lt 20 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    kill "$listener" 2>/dev/null || true
+    wait "$listener" 2>/dev/null || true
+    local ready pings stopping
+    ready="$(grep -c '^READY=1$' "$got" || true)"
+    pings="$(grep -c '^WATCHDOG=1$' "$got" || true)"
+    stopping="$(grep -c '^STOPPING=1$' "$got" || true)"
+    echo "sd_notify: READY=1 x$ready, WATCHDOG=1 x$pings in ~1.3 s, STOPPING=1 x$stopping, exit $rc"
+    if [ "$ready" != 1 ] || [ "$pings" -lt 2 ] || [ "$stopping" != 1 ] || [ "$rc" != 0 ]; then
+        echo "expected READY=1 once, WATCHDOG=1 at least twice, STOPPING=1 once, exit 0; daemon said:"
+        tail -n 5 "$work/daemon.err"
+        return 1
+    fi
+    # STOPPING comes last.
+    [ "$(tail -n 1 "$got")" = STOPPING=1 ] || {
+        echo "STOPPING=1 was not the last message"
+        return 1
+    }
+}
+
+# --- 7. Enigma2 init script on this host ---------------------------------------------
+
+# The script with its three paths pointed at the host build and a temp folder, driven
+# through start/status/reload/stop with dpkg's start-stop-daemon, with and without a log
+# file; a stale pid file naming another program must be neither reported nor killed.
+enigma2_init() {
+    local exe="$repo/target/debug/xg2g" d="$work/e2" bad=0
+    [ -x "$exe" ] || {
+        echo "skipped: no $exe (cargo build)"
+        return 0
+    }
+    command -v start-stop-daemon >/dev/null || {
+        echo "skipped: no start-stop-daemon"
+        return 0
+    }
+    mkdir -p "$d"
+    sed -e "s#^DAEMON=/usr/bin/xg2g#DAEMON=$exe#" -e "s#^PIDFILE=.*#PIDFILE=$d/xg2g.pid#" \
+        -e "s#^DEFAULTS=.*#DEFAULTS=$d/default#" deploy/enigma2/xg2g.init >"$d/init"
+    local logfile run
+    for logfile in "$d/log" ""; do
+        printf '%s\n' XG2G_OWI_BASE=http://127.0.0.1:9 XG2G_LISTEN=127.0.0.1:0 \
+            "XG2G_DATA=$d/data" XG2G_HDHR_ENABLED=false XG2G_INITIAL_REFRESH=false \
+            XG2G_TRANSCODE_ENCODERS=software=1 XG2G_LOG_LEVEL=info "XG2G_LOGFILE=$logfile" >"$d/default"
+        : >"$d/got"
+        for run in status start start status reload status stop status; do
+            local rc=0 out
+            out="$(dash "$d/init" "$run" 2>&1)" || rc=$?
+            echo "$run $rc ${out%% (pid*}" >>"$d/got"
+        done
+        printf '%s\n' "status 3 xg2g is not running" "start 0 xg2g started" \
+            "start 0 xg2g is already running" "status 0 xg2g is running" \
+            "reload 0 xg2g reloaded" "status 0 xg2g is running" "stop 0 xg2g stopped" \
+            "status 3 xg2g is not running" >"$d/expected"
+        expect "init script (log file '${logfile}')" "$d/expected" "$d/got" || bad=1
+        if [ -n "$logfile" ]; then
+            if ! grep -q 'event=sighup action=reload' "$logfile" || ! grep -q 'event=shutdown' "$logfile"; then
+                echo "the log file lacks the reload and shutdown lines"
+                bad=1
+            fi
+        fi
+    done
+    # A stale pid file naming a live process that is not xg2g (this shell).
+    echo $$ >"$d/xg2g.pid"
+    local out rc=0
+    out="$(dash "$d/init" status 2>&1)" || rc=$?
+    [ "$rc" = 1 ] || {
+        echo "status with a stale pid file: exit $rc ($out), expected 1"
+        bad=1
+    }
+    dash "$d/init" stop >/dev/null 2>&1 || bad=1
+    [ "$bad" = 0 ] && echo "enigma2 init: start, status, reload, stop as expected with and without a log file; a stale pid file is left alone"
+    return "$bad"
+}
+
 start=$SECONDS
 check "systemd-analyze verify systemd/xg2g.service" systemd_verify
 check "systemd-analyze security (exposure <= 4.0)" systemd_security
 check "shellcheck init scripts and build-ipk.sh" shell_lint
 check "OpenWrt init: UCI -> XG2G_* environment" openwrt_init
 check "Enigma2 .ipk (aarch64)" enigma2_ipk
+check "sd_notify: READY, WATCHDOG, STOPPING from the daemon" sd_notify
+check "Enigma2 init script: start, status, reload, stop" enigma2_init
 
 echo "packaging: $passed passed, $failed failed ($((SECONDS - start)) s)${failures:+: ${failures[*]}}"
 [ "$failed" -eq 0 ]
