@@ -4,15 +4,18 @@
 #   1. systemd-analyze verify of systemd/xg2g.service (and the env file's names)
 #   2. systemd-analyze security --offline: exposure at most 4.0
 #   3. shellcheck of the init scripts (as sh) and build-ipk.sh
-#   4. the OpenWrt init script under dash with stub uci/procd/functions.sh: the exact
+#   4. the OpenWrt init script under dash and busybox ash with stub uci, procd and
+#      functions.sh: the exact
 #      XG2G_* environment from UCI, disabled, reload; its key list against the README
 #   5. an aarch64 .ipk from ARM64_BINARY (cross/build.sh aarch64 writes it to
 #      target/cross/aarch64-unknown-linux-gnu/release/xg2g), unpacked and inspected;
 #      without the argument, from a stub aarch64 ELF file
 #   6. sd_notify: the host daemon (target/debug/xg2g, when built) sends READY=1,
 #      WATCHDOG=1 every WatchdogSec/2 and STOPPING=1 to a $NOTIFY_SOCKET (python3)
-#   7. the Enigma2 init script driving that daemon: start, status, reload, stop
-# Installs systemd, shellcheck and binutils when missing (Debian, as scripts/test.sh).
+#   7. the Enigma2 init script driving that daemon: start, status, reload, stop, under dash
+#      with dpkg's start-stop-daemon and under busybox ash with busybox's
+# Installs systemd, shellcheck, binutils, dash, python3 and busybox when missing (Debian,
+# as scripts/test.sh does).
 # Ends with one line: packaging: N passed, M failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,8 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v ar >/dev/null || need+=(binutils)
 command -v dash >/dev/null || need+=(dash)
 command -v python3 >/dev/null || need+=(python3-minimal)
+# The boxes' shell and start-stop-daemon are busybox's.
+command -v busybox >/dev/null || need+=(busybox)
 if [ ${#need[@]} -gt 0 ]; then
     echo "check-packaging: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -183,15 +188,40 @@ EOF
 EOF
 }
 
-# owrt CONFIG_FILE FUNCTION...: runs FUNCTION of the init script under dash on that UCI
-# file; the procd log is $work/owrt/log.
+# The shells the init scripts are run with: dash with the host's tools, and, when
+# busybox is here, busybox ash with busybox's applets first in PATH (what OpenWrt and
+# most Enigma2 images have). Sets SHELLS to "name" words; use_shell NAME sets BOX_SH
+# (the command) and BOX_PATH.
+SHELLS="dash"
+if command -v busybox >/dev/null; then
+    SHELLS="dash busybox"
+    mkdir -p "$work/bb"
+    for applet in start-stop-daemon readlink sleep cat md5sum tr mkdir rm echo; do
+        ln -s "$(command -v busybox)" "$work/bb/$applet"
+    done
+fi
+use_shell() {
+    case "$1" in
+    dash)
+        BOX_SH=(dash)
+        BOX_PATH="$PATH"
+        ;;
+    busybox)
+        BOX_SH=(busybox sh)
+        BOX_PATH="$work/bb:$PATH"
+        ;;
+    esac
+}
+
+# owrt CONFIG_FILE FUNCTION...: runs FUNCTION of the init script under $BOX_SH on that
+# UCI file; the procd log is $work/owrt/log.
 owrt() {
     local cfg="$1"
     shift
     cp "$cfg" "$work/owrt/etc/xg2g"
-    env PATH="$work/owrt/bin:$PATH" STUBS="$work/owrt" INIT="$repo/openwrt/files/xg2g.init" \
+    env PATH="$work/owrt/bin:$BOX_PATH" STUBS="$work/owrt" INIT="$repo/openwrt/files/xg2g.init" \
         UCI_DIR="$work/owrt/etc" LOG="$work/owrt/log" XG2G_STAMP="$work/owrt/stamp" \
-        dash "$work/owrt/run.sh" "$@"
+        "${BOX_SH[@]}" "$work/owrt/run.sh" "$@"
 }
 
 # expect WHAT EXPECTED_FILE ACTUAL_FILE
@@ -205,7 +235,7 @@ expect() {
 
 openwrt_init() {
     write_openwrt_stubs
-    local log="$work/owrt/log" data="$work/owrt/data" bad=0
+    local data="$work/owrt/data" bad=0
 
     # The key list equals the README's, in order.
     readme_keys >"$work/keys.readme"
@@ -220,7 +250,21 @@ openwrt_init() {
         echo "openwrt/Makefile PKG_VERSION $mk_version, Cargo.toml $cargo_version"
         bad=1
     }
+    local shell
+    for shell in $SHELLS; do
+        use_shell "$shell"
+        rm -rf "$data" "$work/owrt/stamp"
+        openwrt_scenarios || {
+            echo "(under $shell)"
+            bad=1
+        }
+    done
+    [ "$bad" = 0 ] && echo "openwrt init: $(wc -l <"$work/keys.init") keys as in README; environment, procd instance, disabled, default data, reload and trigger as expected ($SHELLS)"
+    return "$bad"
+}
 
+openwrt_scenarios() {
+    local log="$work/owrt/log" data="$work/owrt/data" bad=0
     # The shipped config is disabled: no instance, a hint, and the stamp records it.
     : >"$log"
     owrt openwrt/files/xg2g.config start_service 2>"$work/err"
@@ -308,8 +352,6 @@ EOF
     owrt "$work/uci.on" service_triggers
     echo "trigger xg2g" >"$work/trigger.expected"
     expect "service_triggers" "$work/trigger.expected" "$log" || bad=1
-
-    [ "$bad" = 0 ] && echo "openwrt init: $(wc -l <"$work/keys.init") keys as in README; environment, procd instance, disabled, default data, reload and trigger as expected (dash)"
     return "$bad"
 }
 
@@ -499,39 +541,44 @@ enigma2_init() {
     mkdir -p "$d"
     sed -e "s#^DAEMON=/usr/bin/xg2g#DAEMON=$exe#" -e "s#^PIDFILE=.*#PIDFILE=$d/xg2g.pid#" \
         -e "s#^DEFAULTS=.*#DEFAULTS=$d/default#" deploy/enigma2/xg2g.init >"$d/init"
-    local logfile run
-    for logfile in "$d/log" ""; do
-        printf '%s\n' XG2G_OWI_BASE=http://127.0.0.1:9 XG2G_LISTEN=127.0.0.1:0 \
-            "XG2G_DATA=$d/data" XG2G_HDHR_ENABLED=false XG2G_INITIAL_REFRESH=false \
-            XG2G_TRANSCODE_ENCODERS=software=1 XG2G_LOG_LEVEL=info "XG2G_LOGFILE=$logfile" >"$d/default"
-        : >"$d/got"
-        for run in status start start status reload status stop status; do
-            local rc=0 out
-            out="$(dash "$d/init" "$run" 2>&1)" || rc=$?
-            echo "$run $rc ${out%% (pid*}" >>"$d/got"
-        done
-        printf '%s\n' "status 3 xg2g is not running" "start 0 xg2g started" \
-            "start 0 xg2g is already running" "status 0 xg2g is running" \
-            "reload 0 xg2g reloaded" "status 0 xg2g is running" "stop 0 xg2g stopped" \
-            "status 3 xg2g is not running" >"$d/expected"
-        expect "init script (log file '${logfile}')" "$d/expected" "$d/got" || bad=1
-        if [ -n "$logfile" ]; then
-            if ! grep -q 'event=sighup action=reload' "$logfile" || ! grep -q 'event=shutdown' "$logfile"; then
-                echo "the log file lacks the reload and shutdown lines"
-                bad=1
+    printf '%s\n' "status 3 xg2g is not running" "start 0 xg2g started" \
+        "start 0 xg2g is already running" "status 0 xg2g is running" \
+        "reload 0 xg2g reloaded" "status 0 xg2g is running" "stop 0 xg2g stopped" \
+        "status 3 xg2g is not running" >"$d/expected"
+    local shell logfile run rc out
+    for shell in $SHELLS; do
+        use_shell "$shell"
+        for logfile in "$d/log" ""; do
+            printf '%s\n' XG2G_OWI_BASE=http://127.0.0.1:9 XG2G_LISTEN=127.0.0.1:0 \
+                "XG2G_DATA=$d/data" XG2G_HDHR_ENABLED=false XG2G_INITIAL_REFRESH=false \
+                XG2G_TRANSCODE_ENCODERS=software=1 XG2G_LOG_LEVEL=info \
+                "XG2G_LOGFILE=$logfile" >"$d/default"
+            : >"$d/got"
+            for run in status start start status reload status stop status; do
+                rc=0
+                out="$(PATH="$BOX_PATH" "${BOX_SH[@]}" "$d/init" "$run" 2>&1)" || rc=$?
+                echo "$run $rc ${out%% (pid*}" >>"$d/got"
+            done
+            expect "init script under $shell (log file '$logfile')" "$d/expected" "$d/got" || bad=1
+            if [ -n "$logfile" ]; then
+                if ! grep -q 'event=sighup action=reload' "$logfile" ||
+                    ! grep -q 'event=shutdown' "$logfile"; then
+                    echo "the log file lacks the reload and shutdown lines"
+                    bad=1
+                fi
             fi
-        fi
+        done
+        # A stale pid file naming a live process that is not xg2g (this shell).
+        echo $$ >"$d/xg2g.pid"
+        rc=0
+        out="$(PATH="$BOX_PATH" "${BOX_SH[@]}" "$d/init" status 2>&1)" || rc=$?
+        [ "$rc" = 1 ] || {
+            echo "$shell: status with a stale pid file: exit $rc ($out), expected 1"
+            bad=1
+        }
+        PATH="$BOX_PATH" "${BOX_SH[@]}" "$d/init" stop >/dev/null 2>&1 || bad=1
     done
-    # A stale pid file naming a live process that is not xg2g (this shell).
-    echo $$ >"$d/xg2g.pid"
-    local out rc=0
-    out="$(dash "$d/init" status 2>&1)" || rc=$?
-    [ "$rc" = 1 ] || {
-        echo "status with a stale pid file: exit $rc ($out), expected 1"
-        bad=1
-    }
-    dash "$d/init" stop >/dev/null 2>&1 || bad=1
-    [ "$bad" = 0 ] && echo "enigma2 init: start, status, reload, stop as expected with and without a log file; a stale pid file is left alone"
+    [ "$bad" = 0 ] && echo "enigma2 init: start, status, reload, stop as expected with and without a log file ($SHELLS, each with its start-stop-daemon); a stale pid file is left alone"
     return "$bad"
 }
 
