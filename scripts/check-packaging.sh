@@ -5,8 +5,8 @@
 #   2. systemd-analyze security --offline: exposure at most 4.0
 #   3. shellcheck of the init scripts (as sh) and build-ipk.sh
 #   4. the OpenWrt init script under dash and busybox ash with stub uci, procd and
-#      functions.sh: the exact
-#      XG2G_* environment from UCI, disabled, reload; its key list against the README
+#      functions.sh: the exact XG2G_* environment from UCI, disabled, reload; its key
+#      list against the README; the recipe's version against Cargo.toml
 #   5. an aarch64 .ipk from ARM64_BINARY (cross/build.sh aarch64 writes it to
 #      target/cross/aarch64-unknown-linux-gnu/release/xg2g), unpacked and inspected;
 #      without the argument, from a stub aarch64 ELF file
