@@ -138,14 +138,15 @@ start_demo() {
 # with small limits and the requests below make the events happen: a picon, a wrong
 # token, a rate-limited request, a reload, a transcode holding the only CPU slot and the
 # only tuner while a snapshot finds the queue (size 0) full and another channel finds no
-# tuner, and a malformed discovery datagram.
+# tuner, a malformed discovery datagram, and a refresh against a failing receiver.
 metrics_exported() {
     udp_port=$(free_port)
     start_demo XG2G_API_TOKEN=check-monitoring XG2G_MAX_STREAMS=1 \
         XG2G_TRANSCODE_CPU_SLOTS=1 XG2G_GPU_QUEUE_SIZE=0 XG2G_GPU_QUEUE_MAX_WAIT=1s \
         XG2G_RATELIMIT_API_RPS=1 XG2G_RATELIMIT_API_BURST=1 \
+        XG2G_CIRCUIT_BREAKER_FAILURE_THRESHOLD=1 XG2G_OWI_RETRIES=0 \
         XG2G_HDHR_DISCOVERY_PORT="$udp_port" || return 1
-    local url ref other logo api=(-s -o /dev/null -X POST)
+    local url ref other logo sim api=(-s -o /dev/null -X POST)
     curl -sf -o "$work/playlist.m3u" "$base/playlist.m3u" || { echo "no playlist"; return 1; }
     grep '^http' "$work/playlist.m3u" | tr -d '\r' >"$work/urls"
     url=$(sed -n 1p "$work/urls")
@@ -169,6 +170,14 @@ metrics_exported() {
     curl -s --max-time 20 -o /dev/null "$base/snapshot/$ref.jpg" || true
     curl -s --max-time 5 -o /dev/null "$other" || true
     wait "$viewer" || true
+    # The receiver answers 500: the refresh fails and opens the receiver breaker.
+    sim=$(grep -m1 -oE 'simulated receiver at http://[0-9.:]+' "$work/demo.log" | sed 's/.* at //')
+    if [ -n "$sim" ]; then
+        curl "${api[@]}" "$sim/sim/fault?mode=http500" || true
+        sleep 1.1
+        curl "${api[@]}" --max-time 20 -H 'Authorization: Bearer check-monitoring' \
+            "$base/api/v1/refresh?wait=true" || true
+    fi
     curl -sf "$base/metrics" >"$work/metrics.txt" || { echo "scraping $base/metrics failed"; return 1; }
 
     # Exported: "# TYPE" names (counters are described as name_total), the series a
