@@ -140,6 +140,7 @@ start_demo() {
 # only tuner while a snapshot finds the queue (size 0) full and another channel finds no
 # tuner, a malformed discovery datagram, and a refresh against a failing receiver.
 metrics_exported() {
+    local udp_port
     udp_port=$(free_port)
     start_demo XG2G_API_TOKEN=check-monitoring XG2G_MAX_STREAMS=1 \
         XG2G_TRANSCODE_CPU_SLOTS=1 XG2G_GPU_QUEUE_SIZE=0 XG2G_GPU_QUEUE_MAX_WAIT=1s \
