@@ -302,6 +302,20 @@ fn at_line(line: Option<usize>) -> String {
     line.map_or(String::new(), |l| format!(" line {l}"))
 }
 
+/// Test helper: settings from `pairs` as environment, with `XG2G_OWI_BASE` defaulting to
+/// `http://box`; panics on invalid settings.
+#[cfg(test)]
+pub(crate) fn test_settings(pairs: &[(&str, &str)]) -> Settings {
+    let env = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+            .or_else(|| (name == "XG2G_OWI_BASE").then(|| "http://box".to_string()))
+    };
+    Settings::load(None, &env).expect("test settings")
+}
+
 /// Every setting, in `Settings` field order: environment name, file key, default, help.
 pub fn keys() -> &'static [KeyInfo] {
     &KEYS

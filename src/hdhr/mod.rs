@@ -301,14 +301,7 @@ mod tests {
     use crate::lineup::LineupChannel;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        let env = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-                .or_else(|| (name == "XG2G_OWI_BASE").then(|| "http://box".to_string()))
-        };
-        Settings::load(None, &env).unwrap()
+        crate::config::test_settings(pairs)
     }
 
     #[test]

@@ -761,17 +761,7 @@ mod tests {
                 produced: produced.clone(),
                 max_pause,
             };
-            let (h, ev) = (Arc::clone(&hub), events.clone());
-            let ended = std::thread::spawn(move || {
-                let open = async {
-                    Ok(Started {
-                        body,
-                        first: Vec::new(),
-                        port: None,
-                    })
-                };
-                smol::block_on(h.run(open, &*ev))
-            });
+            let ended = run_upstream(&hub, &events, body);
             let running = Running {
                 hub,
                 events,
@@ -816,6 +806,25 @@ mod tests {
             self.hub.stop();
             self.ended.join().expect("hub thread")
         }
+    }
+
+    /// Runs `hub`'s upstream over `body` on its own thread (opened at once, no first bytes).
+    fn run_upstream<S: Source + 'static>(
+        hub: &Arc<Hub>,
+        events: &Arc<Events>,
+        body: S,
+    ) -> std::thread::JoinHandle<&'static str> {
+        let (hub, events) = (Arc::clone(hub), Arc::clone(events));
+        std::thread::spawn(move || {
+            let open = async {
+                Ok(Started {
+                    body,
+                    first: Vec::new(),
+                    port: None,
+                })
+            };
+            smol::block_on(hub.run(open, &*events))
+        })
     }
 
     /// Reads `n` bytes (waiting as needed) and checks they continue the pattern at `pos`.
@@ -962,17 +971,7 @@ mod tests {
             reads: reads.clone(),
             read_pause,
         };
-        let (h, e) = (Arc::clone(&hub), events.clone());
-        let upstream = std::thread::spawn(move || {
-            let open = async {
-                Ok(Started {
-                    body,
-                    first: Vec::new(),
-                    port: None,
-                })
-            };
-            smol::block_on(h.run(open, &*e))
-        });
+        let upstream = run_upstream(&hub, &events, body);
         let started = Instant::now();
         let mut got = 0u64;
         let mut buf = vec![0u8; 64 * 1024];
@@ -1041,17 +1040,7 @@ mod tests {
             },
             false,
         );
-        let (h, e) = (Arc::clone(&hub), events.clone());
-        let upstream = std::thread::spawn(move || {
-            let open = async {
-                Ok(Started {
-                    body,
-                    first: Vec::new(),
-                    port: None,
-                })
-            };
-            smol::block_on(h.run(open, &*e))
-        });
+        let upstream = run_upstream(&hub, &events, body);
         let started = Instant::now();
         let mut buf = vec![0u8; 64 * 1024];
         let mut got = 0u64;

@@ -475,19 +475,12 @@ fn device_path(backend: &Backend) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::config::test_settings;
     use crate::http::ServerStats;
     use crate::hw::load::{Node, NodeKind};
 
     fn transcoder(pairs: &[(&str, &str)], hardware: Vec<Encoder>) -> Arc<Transcoder> {
-        let env = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-                .or_else(|| (name == "XG2G_OWI_BASE").then(|| "http://box".to_string()))
-        };
-        let settings = LiveSettings::new(Arc::new(Settings::load(None, &env).unwrap()));
+        let settings = LiveSettings::new(Arc::new(test_settings(pairs)));
         let metrics = Arc::new(Metrics::new(&ServerStats::default()));
         Transcoder::new(settings, metrics, hardware)
     }
@@ -513,14 +506,7 @@ mod tests {
     }
 
     fn profile(name: &str) -> Profile {
-        Settings::load(None, &|n: &str| {
-            (n == "XG2G_OWI_BASE").then(|| "http://box".to_string())
-        })
-        .unwrap()
-        .profiles()
-        .get(name)
-        .cloned()
-        .unwrap()
+        test_settings(&[]).profiles().get(name).cloned().unwrap()
     }
 
     #[test]
