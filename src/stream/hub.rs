@@ -997,9 +997,9 @@ mod tests {
         let window = Duration::from_millis(1500);
         let (paced, paced_bytes) = reads_of_bursts(READ_PAUSE, window);
         let (eager, eager_bytes) = reads_of_bursts(Duration::ZERO, window);
-        // ~770 bursts a second: read per burst unless paced (one 250 ms window unpaced,
-        // then about one read per 20 ms).
-        assert!(eager > 600, "unpaced reads {eager}");
+        // ~770 bursts a second (fewer on a loaded machine): read per burst unless paced
+        // (one 250 ms window unpaced, then about one read per 20 ms).
+        assert!(eager > 300, "unpaced reads {eager}");
         assert!(paced < eager / 2, "paced {paced} vs unpaced {eager} reads");
         // Pacing delays bytes by at most a pause; it loses none.
         assert!(
