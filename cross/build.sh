@@ -15,7 +15,8 @@ usage: cross/build.sh [aarch64|armv7|all] [--smoke]
   aarch64   build aarch64-unknown-linux-gnu (default)
   armv7     build armv7-unknown-linux-gnueabihf
   all       build both
-  --smoke   also run the ARM binary under qemu-user: --version and check-config
+  --smoke   also run the ARM binary under qemu-user: --version, check-config, and the
+            demo serving its playlist (with its idle RSS under qemu)
 
 Environment: CROSS_RUST_DEB_VERSION overrides the pinned Debian rustc-web version.
 EOF
@@ -139,6 +140,7 @@ for t in "${TARGETS[@]}"; do
     [[ -e "/usr/$T_GNU/lib/libc.so" ]] || HOST_PKGS+=("libc6-dev-$T_DEBARCH-cross")
     if ((SMOKE)); then
         command -v "$T_QEMU" >/dev/null 2>&1 || HOST_PKGS+=(qemu-user)
+        command -v curl >/dev/null 2>&1 || HOST_PKGS+=(curl)
     fi
     std_ok "$T_TRIPLE" || STD_TARGETS+=("$t")
 done
@@ -282,6 +284,8 @@ smoke() {
     else
         fails+=("'XG2G_EPG_DAYS=99 xg2g check-config' $(ended), expected 2")
     fi
+    demo_smoke "$1" "$bin"
+    [[ -z "$DEMO_FAIL" ]] || fails+=("$DEMO_FAIL")
     SMOKE_FAILS=""
     if ((${#fails[@]})); then
         local f
@@ -291,6 +295,43 @@ smoke() {
         SMOKE_FAILS="$(printf '%s; ' "${fails[@]}")"
         SMOKE_FAILS="${SMOKE_FAILS%; }"
     fi
+}
+
+# The demo (simulated receiver + daemon in one process) under qemu: it must serve its
+# playlist within 90 s, then stay up for a few seconds; its idle RSS is reported (qemu's
+# own memory included: the guest's cannot be told apart). Sets DEMO_FAIL on failure.
+demo_smoke() {
+    local bin="$2" dir="$WORK/demo" port pid code="" waited=0 rss channels
+    DEMO_FAIL=""
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    port=$((20000 + RANDOM % 20000))
+    (cd "$dir" && exec env -i PATH=/usr/bin:/bin HOME="$dir" TMPDIR="$dir" \
+        XG2G_LISTEN="127.0.0.1:$port" XG2G_SSDP_ENABLED=false XG2G_HDHR_DISCOVERY_PORT=0 \
+        "$T_QEMU" -L "/usr/$T_GNU" "$bin" demo >"$WORK/demo.out" 2>"$WORK/demo.err") &
+    pid=$!
+    while ((waited < 180)); do
+        code="$(curl -s -o "$dir/playlist.m3u" -w '%{http_code}' \
+            "http://127.0.0.1:$port/playlist.m3u" 2>/dev/null || true)"
+        [[ "$code" == 200 ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    channels="$(grep -c '^#EXTINF' "$dir/playlist.m3u" 2>/dev/null || true)"
+    if [[ "$code" == 200 ]] && ((channels > 0)); then
+        sleep 3
+        if kill -0 "$pid" 2>/dev/null; then
+            rss="$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")"
+            say "$1: smoke ok: xg2g demo served a playlist of $channels channels after $((waited / 2)) s; idle RSS under qemu ${rss} MiB"
+        else
+            DEMO_FAIL="'xg2g demo' died after serving its playlist: $(tail -n 3 "$WORK/demo.err" | tr '\n' ' ')"
+        fi
+    else
+        DEMO_FAIL="'xg2g demo' served no playlist within 90 s (last status ${code:-none}): $(tail -n 3 "$WORK/demo.err" | tr '\n' ' ')"
+    fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 }
 
 SUMMARY=()

@@ -37,6 +37,6 @@ echo "== encoder probes: lint and test with features vaapi,v4l2 (host only)"
 cargo clippy --all-targets --locked --features vaapi,v4l2 -- -D warnings
 cargo test --locked --features vaapi,v4l2 --lib hw::
 
-echo "== aarch64 build and smoke test (Rust 1.85, qemu)"
-cross/build.sh aarch64 --smoke
+echo "== aarch64 and armv7 builds and smoke tests (Rust 1.85, qemu: version, check-config, the demo serving)"
+cross/build.sh all --smoke
 scripts/check-packaging.sh target/cross/aarch64-unknown-linux-gnu/release/xg2g
