@@ -18,6 +18,9 @@ usage: cross/build.sh [aarch64|armv7|all] [--smoke]
   --smoke   also run the ARM binary under qemu-user: --version, check-config, and the
             demo serving its playlist (with its idle RSS under qemu)
 
+Writes target/cross/dist/xg2g-<version>-<triple>.tar.gz (stripped binary, README,
+systemd files) and SHA256SUMS over every archive there.
+
 Environment: CROSS_RUST_DEB_VERSION overrides the pinned Debian rustc-web version.
 EOF
 }
@@ -334,6 +337,25 @@ demo_smoke() {
     wait "$pid" 2>/dev/null || true
 }
 
+# The release archive of one target: the stripped binary, the README, the service files
+# and the example settings, under xg2g-<version>-<triple>/, reproducible (fixed owner,
+# order and time). Sets ARCHIVE to its path.
+DIST="$TARGET_DIR/dist"
+archive() {
+    local stripped="$2" name="xg2g-$PKG_VERSION-$T_TRIPLE" dir
+    dir="$WORK/dist/$name"
+    rm -rf "$dir"
+    mkdir -p "$dir/systemd" "$DIST"
+    install -m 0755 "$stripped" "$dir/xg2g"
+    install -m 0644 "$REPO/README.md" "$dir/README.md"
+    install -m 0644 "$REPO/systemd/xg2g.service" "$REPO/systemd/xg2g.env" "$dir/systemd/"
+    ARCHIVE="$DIST/$name.tar.gz"
+    tar -C "$WORK/dist" --sort=name --owner=0 --group=0 --numeric-owner \
+        --mtime='2026-01-01 00:00Z' -cf - "$name" | gzip -n -9 >"$ARCHIVE" ||
+        die "$1: cannot write $ARCHIVE"
+    say "$1: release archive $ARCHIVE ($(stat -c %s "$ARCHIVE") bytes)"
+}
+
 SUMMARY=()
 FAILED=()
 for t in "${TARGETS[@]}"; do
@@ -364,8 +386,13 @@ for t in "${TARGETS[@]}"; do
             status="ok (smoke passed)"
         fi
     fi
-    SUMMARY+=("$t $status, $stripped bytes stripped ($(mib "$stripped") MiB)")
+    archive "$t" "$WORK/xg2g-$t"
+    SUMMARY+=("$t $status, $stripped bytes stripped ($(mib "$stripped") MiB), $ARCHIVE")
 done
+# One checksum file for every archive there, checked at once (a broken archive fails).
+(cd "$DIST" && sha256sum -- xg2g-*.tar.gz >SHA256SUMS && sha256sum --quiet -c SHA256SUMS) ||
+    die "checksums of $DIST do not verify"
+say "release archives and SHA256SUMS in $DIST"
 
 say "took ${SECONDS} s"
 trap - ERR
