@@ -183,6 +183,8 @@ pub struct Settings {
     pub default_profile: String,
     /// `XG2G_TRANSCODE_PROFILES`: user profiles, text that `parse_profiles` accepted.
     pub transcode_profiles: String,
+    /// The built-ins overlaid with `transcode_profiles`, parsed once when loaded.
+    profiles: Profiles,
     /// `XG2G_TRANSCODE_ENCODERS`: the encoders to use; `None` = probe at start.
     pub transcode_encoders: Option<Vec<EncoderSpec>>,
     /// `XG2G_GPU_QUEUE_SIZE` (100, 0..=10000): transcode requests waiting for a slot.
@@ -469,6 +471,7 @@ impl Settings {
             ffmpeg_path: PathBuf::from("ffmpeg"),
             default_profile: "copy".to_string(),
             transcode_profiles: String::new(),
+            profiles: Profiles::default(),
             transcode_encoders: None,
             gpu_queue_size: 100,
             gpu_queue_workers: None,
@@ -761,9 +764,9 @@ impl Settings {
     }
 
     /// The transcode profiles in force: the built-ins overlaid with
-    /// `XG2G_TRANSCODE_PROFILES` (validated when loaded, so it always parses).
-    pub fn profiles(&self) -> Profiles {
-        Profiles::new(parse_profiles(&self.transcode_profiles).unwrap_or_default())
+    /// `XG2G_TRANSCODE_PROFILES`, parsed once when the settings were loaded.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
     }
 
     /// The keys whose values differ between `self` and `new` (secrets compared by
@@ -1238,7 +1241,8 @@ impl<'a> At<'a> {
             }
             Field::TranscodeProfiles => {
                 let text = self.text(TEXT_ALLOWED)?;
-                parse_profiles(text).map_err(|e| self.fail(e.to_string()))?;
+                let user = parse_profiles(text).map_err(|e| self.fail(e.to_string()))?;
+                s.profiles = Profiles::new(user);
                 s.transcode_profiles = text.to_string();
             }
             Field::TranscodeEncoders => {

@@ -425,7 +425,8 @@ impl Transcoder {
     /// `/api/v1/encoders`: devices with capacity, slots held, load and profiles; queue.
     pub fn status(&self) -> serde_json::Value {
         let snap = self.pool.snapshot();
-        let profiles = self.settings.get().profiles();
+        let settings = self.settings.get();
+        let profiles = settings.profiles();
         let devices: Vec<serde_json::Value> = self
             .devices
             .iter()
