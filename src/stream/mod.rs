@@ -311,21 +311,13 @@ impl StreamService {
     /// for a transcode the ffmpeg session) first if needed; returns once it delivers
     /// MPEG-TS, so the answer can still be an error.
     pub async fn open(&self, channel: &Channel, profile: &Profile) -> Result<Opened, StreamError> {
-        let inner = &self.inner;
-        if inner.shutting_down.load(Ordering::Relaxed) {
-            return Err(StreamError::ShuttingDown);
-        }
         let mode = if profile.is_passthrough() {
             "copy"
         } else {
             "transcode"
         };
-        let client = Client::Viewer(inner.metrics.transcode.mode(mode));
-        if profile.is_passthrough() {
-            inner.open_channel(channel, client).await
-        } else {
-            inner.open_transcode(channel, profile, client).await
-        }
+        let viewer = Client::Viewer(self.inner.metrics.transcode.mode(mode));
+        self.inner.open_as(channel, profile, viewer).await
     }
 
     /// The channel in `profile` for an internal reader (the HLS segmenter): like
@@ -335,15 +327,7 @@ impl StreamService {
         channel: &Channel,
         profile: &Profile,
     ) -> Result<Opened, StreamError> {
-        let inner = &self.inner;
-        if inner.shutting_down.load(Ordering::Relaxed) {
-            return Err(StreamError::ShuttingDown);
-        }
-        if profile.is_passthrough() {
-            inner.open_channel(channel, Client::Feed).await
-        } else {
-            inner.open_transcode(channel, profile, Client::Feed).await
-        }
+        self.inner.open_as(channel, profile, Client::Feed).await
     }
 
     /// An HLS segmenter reading `input` into `dir`.
@@ -364,9 +348,6 @@ impl StreamService {
     /// One JPEG frame of the channel (a preview: the lowest queue priority).
     pub async fn snapshot(&self, channel: &Channel) -> Result<Vec<u8>, StreamError> {
         let inner = &self.inner;
-        if inner.shutting_down.load(Ordering::Relaxed) {
-            return Err(StreamError::ShuttingDown);
-        }
         if !inner.transcoder.slot_free(None) {
             inner.evict_lingering_transcode();
         }
@@ -418,8 +399,7 @@ impl StreamService {
             .values()
             .map(|hub| {
                 let st = hub.lock();
-                let (channel, profile) = hub.key.split_once('?').unwrap_or((&hub.key, ""));
-                let _ = channel;
+                let profile = hub.key.split_once('?').map_or("", |(_, p)| p);
                 json!({
                     "ref": hub.sref,
                     "profile": profile,
@@ -525,6 +505,13 @@ impl Inner {
         }
     }
 
+    /// Whether `hub` is a transcode (in the transcode registry), not a channel upstream.
+    fn is_transcode(&self, hub: &Arc<Hub>) -> bool {
+        self.transcodes()
+            .get(&hub.key)
+            .is_some_and(|h| Arc::ptr_eq(h, hub))
+    }
+
     /// Stops the transcode that has lingered without viewers the longest, so its encoder
     /// slot goes to a request that would otherwise wait (as a lingering channel gives
     /// its tuner to a new channel).
@@ -570,8 +557,27 @@ impl Inner {
         })
     }
 
-    /// Attaches `client` to the channel's receiver upstream, opening it if needed.
+    /// Attaches `client` to the channel in `profile`: its receiver upstream, or its
+    /// transcode of that upstream.
+    async fn open_as(
+        &self,
+        channel: &Channel,
+        profile: &Profile,
+        client: Client,
+    ) -> Result<Opened, StreamError> {
+        if profile.is_passthrough() {
+            self.open_channel(channel, client).await
+        } else {
+            self.open_transcode(channel, profile, client).await
+        }
+    }
+
+    /// Attaches `client` to the channel's receiver upstream, opening it if needed;
+    /// refused once the daemon is stopping.
     async fn open_channel(&self, channel: &Channel, client: Client) -> Result<Opened, StreamError> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(StreamError::ShuttingDown);
+        }
         let me = self.me.upgrade().ok_or(StreamError::ShuttingDown)?;
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
         let (hub, abort) = self.attach(channel, id)?;
@@ -587,6 +593,9 @@ impl Inner {
         profile: &Profile,
         client: Client,
     ) -> Result<Opened, StreamError> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(StreamError::ShuttingDown);
+        }
         let me = self.me.upgrade().ok_or(StreamError::ShuttingDown)?;
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
         let key = format!("{}?{}", channel.key, profile.name);
@@ -794,7 +803,7 @@ impl HubEvents for Inner {
     fn hub_idle(&self, hub: &Arc<Hub>, generation: u64) {
         // A transcode still waiting for its slot has nothing to linger for: leave the
         // queue at once.
-        let waiting = hub.key.contains('?') && matches!(hub.lock().phase, Phase::Opening);
+        let waiting = self.is_transcode(hub) && matches!(hub.lock().phase, Phase::Opening);
         let stop_if_idle = {
             let hub = Arc::clone(hub);
             let me = self.me.clone();
