@@ -263,30 +263,48 @@ impl Transcoder {
             .acquire(self.eligible(profile), priority)
             .await
             .map_err(TranscodeError::Rejected)?;
-        let device = self
-            .devices
-            .get(lease.device())
-            .map(|d| d.spec.clone())
-            .unwrap_or_else(|| software(1));
-        let s = self.settings.get();
-        let recipe = session::Recipe {
-            children: Arc::clone(&self.children),
-            program: s.ffmpeg_path.clone(),
-            job: session::Job::Encode {
-                profile: profile.clone(),
-                backend: device.backend,
-            },
-            max_restarts: s.transcode_max_restarts,
-            stall: Some(s.stream_timeout),
-        };
+        // The pool only grants indices of its own devices; the CPU stands in otherwise.
+        let device = self.devices.get(lease.device()).map(|d| &d.spec);
+        let backend = device.map_or(Backend::Software, |d| d.backend.clone());
         log::info!(
             "event=transcode_start profile={} device=\"{}\" priority={} waited_ms={}",
             profile.name,
-            device.id,
+            device.map_or(SOFTWARE_ID, |d| d.id.as_str()),
             priority.as_str(),
             lease.waited().as_millis()
         );
-        Ok(Session::start(recipe, input, Some(lease), Arc::clone(&self.metrics)).await?)
+        let job = session::Job::Encode {
+            profile: profile.clone(),
+            backend,
+        };
+        self.session(job, input, Some(lease), true).await
+    }
+
+    /// Starts `job` reading `input` with the live settings' ffmpeg, on `lease`'s slot
+    /// (if it needs one); `watched`: restarts and the stall check apply (a job that
+    /// writes files has no stdout to watch).
+    async fn session(
+        &self,
+        job: session::Job,
+        input: Input,
+        lease: Option<queue::Lease>,
+        watched: bool,
+    ) -> Result<Session, TranscodeError> {
+        let s = self.settings.get();
+        // One frame within a short deadline is not worth a restart.
+        let one_shot = matches!(job, session::Job::Snapshot { .. });
+        let recipe = session::Recipe {
+            children: Arc::clone(&self.children),
+            program: s.ffmpeg_path.clone(),
+            job,
+            max_restarts: if one_shot {
+                0
+            } else {
+                s.transcode_max_restarts
+            },
+            stall: watched.then_some(s.stream_timeout),
+        };
+        Ok(Session::start(recipe, input, lease, Arc::clone(&self.metrics)).await?)
     }
 
     /// A segmenter cutting `input` into HLS segments in `dir` (no encoder slot: it only
@@ -298,19 +316,12 @@ impl Transcoder {
         segment_seconds: u32,
         list_size: u32,
     ) -> Result<Session, TranscodeError> {
-        let s = self.settings.get();
-        let recipe = session::Recipe {
-            children: Arc::clone(&self.children),
-            program: s.ffmpeg_path.clone(),
-            job: session::Job::Hls {
-                dir,
-                segment_seconds,
-                list_size,
-            },
-            max_restarts: s.transcode_max_restarts,
-            stall: None,
+        let job = session::Job::Hls {
+            dir,
+            segment_seconds,
+            list_size,
         };
-        Ok(Session::start(recipe, input, None, Arc::clone(&self.metrics)).await?)
+        self.session(job, input, None, false).await
     }
 
     /// One JPEG frame of `input` (at preview priority, on the CPU): scaled to at most
@@ -320,19 +331,11 @@ impl Transcoder {
             .acquire(Eligible::only(self.cpu_index()), Priority::Preview)
             .await
             .map_err(TranscodeError::Rejected)?;
-        let s = self.settings.get();
-        let timeout = s.stream_timeout;
-        let recipe = session::Recipe {
-            children: Arc::clone(&self.children),
-            program: s.ffmpeg_path.clone(),
-            job: session::Job::Snapshot {
-                max_height: SNAPSHOT_MAX_HEIGHT,
-            },
-            max_restarts: 0,
-            stall: Some(timeout),
+        let timeout = self.settings.get().stream_timeout;
+        let job = session::Job::Snapshot {
+            max_height: SNAPSHOT_MAX_HEIGHT,
         };
-        let mut session =
-            Session::start(recipe, input, Some(lease), Arc::clone(&self.metrics)).await?;
+        let mut session = self.session(job, input, Some(lease), true).await?;
         let read = async {
             let mut jpeg = Vec::new();
             let mut chunk = vec![0u8; 64 * 1024];
