@@ -315,6 +315,9 @@ async fn start_daemon(
         .with_context(|| format!("creating the data folder {}", dir.display()))?;
     xg2g::guide::remove_stale_temp_files(&dir);
 
+    // Encoder probing can take a while (a test encode per GPU): it runs while the rest
+    // starts up.
+    let encoders = ex.spawn(xg2g::transcode::find_encoders(settings));
     let server_stats = ServerStats::default();
     let metrics = Arc::new(Metrics::new(&server_stats));
     // The last good lineup lets streams work before the first refresh.
@@ -324,16 +327,6 @@ async fn start_daemon(
     let live = LiveSettings::new(settings.clone());
     let refresher = Refresher::new(live.clone(), lineup.clone(), metrics.clone(), ex.clone())
         .context("setting up the receiver client")?;
-    let hardware = xg2g::transcode::find_encoders(settings).await;
-    let transcoder = Transcoder::new(live.clone(), metrics.clone(), hardware);
-    let streams = StreamService::new(
-        settings,
-        lineup,
-        metrics.clone(),
-        ex.clone(),
-        transcoder.clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("setting up the stream proxy: {e}"))?;
     let picon_config = PiconConfig::from_settings(settings);
     let picon_metrics = metrics.clone();
     // Picons from the receiver share its pacing and breaker with the OpenWebIF calls.
@@ -364,6 +357,15 @@ async fn start_daemon(
     let limiter = Live::new(Arc::new(RateLimiter::new(RateLimitConfig::from_settings(
         settings,
     ))));
+    let transcoder = Transcoder::new(live.clone(), metrics.clone(), encoders.await);
+    let streams = StreamService::new(
+        settings,
+        lineup,
+        metrics.clone(),
+        ex.clone(),
+        transcoder.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("setting up the stream proxy: {e}"))?;
     // Bound before the app is built: the HDHomeRun answers carry the real port.
     let listener =
         http::bind(settings.listen).with_context(|| format!("listening on {}", settings.listen))?;

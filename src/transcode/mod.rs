@@ -58,37 +58,44 @@ const DISCOVERY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The encoders `settings` ask for: `XG2G_TRANSCODE_ENCODERS` as given (no probing), else
 /// what probing `/dev` finds, with `XG2G_GPU_QUEUE_WORKERS` as their capacity when set.
-/// The CPU is added by [`Transcoder::new`].
-pub async fn find_encoders(settings: &crate::config::Settings) -> Vec<Encoder> {
+/// The CPU is added by [`Transcoder::new`]. The future owns what it needs, so start-up
+/// can spawn it first and do its other work meanwhile.
+pub fn find_encoders(
+    settings: &crate::config::Settings,
+) -> impl std::future::Future<Output = Vec<Encoder>> + Send + 'static {
     let root = PathBuf::from("/");
-    if let Some(specs) = settings.transcode_encoders.clone() {
-        return smol::unblock(move || {
-            let nodes = crate::hw::load::find_nodes(&root);
-            specs
-                .iter()
-                .map(|spec| Encoder::from_spec(spec, &root, &nodes))
-                .collect()
-        })
-        .await;
-    }
+    let named = settings.transcode_encoders.clone();
     let ffmpeg = settings.ffmpeg_path.clone();
-    let discovery =
-        smol::unblock(move || crate::hw::probe::discover(&root, &ffmpeg, PROBE_TIMEOUT));
-    let deadline = async {
-        Timer::after(DISCOVERY_DEADLINE).await;
-        log::warn!(
-            "event=encoder_discovery_timeout seconds={} fallback=software",
-            DISCOVERY_DEADLINE.as_secs()
-        );
-        Vec::new()
-    };
-    let mut found = smol::future::or(discovery, deadline).await;
-    if let Some(n) = settings.gpu_queue_workers {
-        for e in &mut found {
-            e.capacity = n;
+    let workers = settings.gpu_queue_workers;
+    async move {
+        if let Some(specs) = named {
+            return smol::unblock(move || {
+                let nodes = crate::hw::load::find_nodes(&root);
+                specs
+                    .iter()
+                    .map(|spec| Encoder::from_spec(spec, &root, &nodes))
+                    .collect()
+            })
+            .await;
         }
+        let discovery =
+            smol::unblock(move || crate::hw::probe::discover(&root, &ffmpeg, PROBE_TIMEOUT));
+        let deadline = async {
+            Timer::after(DISCOVERY_DEADLINE).await;
+            log::warn!(
+                "event=encoder_discovery_timeout seconds={} fallback=software",
+                DISCOVERY_DEADLINE.as_secs()
+            );
+            Vec::new()
+        };
+        let mut found = smol::future::or(discovery, deadline).await;
+        if let Some(n) = workers {
+            for e in &mut found {
+                e.capacity = n;
+            }
+        }
+        found
     }
-    found
 }
 
 /// Whether `device` can run `profile`.
