@@ -25,12 +25,7 @@ dashboards=("$mon"/grafana/dashboards/*.json)
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "check-monitoring: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || echo "check-monitoring: apt-get update reported a problem; trying the install anyway"
-    apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+scripts/apt-install.sh check-monitoring "${need[@]}"
 
 work=$(mktemp -d)
 demo_pid=

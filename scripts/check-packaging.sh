@@ -29,12 +29,7 @@ command -v dash >/dev/null || need+=(dash)
 command -v python3 >/dev/null || need+=(python3-minimal)
 # The boxes' shell and start-stop-daemon are busybox's.
 command -v busybox >/dev/null || need+=(busybox)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "check-packaging: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || echo "check-packaging: apt-get update reported a problem; trying the install anyway"
-    apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+scripts/apt-install.sh check-packaging "${need[@]}"
 
 binary="${1:-}"
 work="$(mktemp -d)"

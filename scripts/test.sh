@@ -17,12 +17,7 @@ command -v hdhomerun_config >/dev/null || need+=(hdhomerun-config)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists libva-drm 2>/dev/null || need+=(libva-dev)
 ldconfig -p | grep 'libclang-[0-9.]*\.so' >/dev/null || need+=(libclang1-14)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "test.sh: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || echo "test.sh: apt-get update reported a problem; trying the install anyway"
-    apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+scripts/apt-install.sh test.sh "${need[@]}"
 
 echo "== format and lint"
 cargo fmt --check
