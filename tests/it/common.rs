@@ -770,3 +770,38 @@ pub fn ffmpeg_children(parent: u32) -> Vec<(u32, char)> {
     }
     out
 }
+
+/// (codec type, codec name) of every stream ffprobe finds in `url` (a URL or a file);
+/// panics with ffprobe's output when it fails.
+pub fn ffprobe_streams(url: &str) -> Vec<(String, String)> {
+    let (ok, out) = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-rw_timeout",
+            "20000000",
+            "-analyzeduration",
+            "3000000",
+            "-show_entries",
+            "stream=codec_type,codec_name",
+            "-of",
+            "json",
+            url,
+        ],
+        "ffmpeg",
+    );
+    assert!(ok, "ffprobe {url} failed: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ffprobe json");
+    v["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| {
+            (
+                s["codec_type"].as_str().unwrap_or("").to_string(),
+                s["codec_name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Daemon, Sim, StreamClient, TempDir, eventually, fd_count, http, run_tool, stream_path,
+    Daemon, Sim, StreamClient, TempDir, eventually, fd_count, ffprobe_streams, http, stream_path,
 };
 
 const PACKET: usize = 188;
@@ -38,34 +38,11 @@ fn a_playlist_stream_decodes_with_ffprobe_and_head_opens_nothing() {
     );
 
     let local = format!("http://{}{path}", daemon.addr);
-    let (ok, out) = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-rw_timeout",
-            "15000000",
-            "-analyzeduration",
-            "3000000",
-            "-show_entries",
-            "stream=codec_type,codec_name",
-            "-of",
-            "json",
-            &local,
-        ],
-        "ffmpeg",
-    );
-    assert!(ok, "ffprobe failed: {out}");
-    let probe: serde_json::Value = serde_json::from_str(&out).expect("ffprobe json");
-    let kinds: Vec<&str> = probe["streams"]
-        .as_array()
-        .expect("streams")
-        .iter()
-        .filter_map(|s| s["codec_type"].as_str())
-        .collect();
+    let streams = ffprobe_streams(&local);
+    let kinds: Vec<&str> = streams.iter().map(|(kind, _)| kind.as_str()).collect();
     assert!(
         kinds.contains(&"video") && kinds.contains(&"audio"),
-        "{out}"
+        "{streams:?}"
     );
 }
 

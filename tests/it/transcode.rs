@@ -5,42 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Daemon, Sim, StreamClient, eventually, ffmpeg_children, http, run_tool, stream_path,
+    Daemon, Sim, StreamClient, eventually, ffmpeg_children, ffprobe_streams, http, stream_path,
 };
-
-/// The codec names ffprobe finds by stream type in `url`.
-fn probe(url: &str) -> Vec<(String, String)> {
-    let (ok, out) = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-rw_timeout",
-            "20000000",
-            "-analyzeduration",
-            "3000000",
-            "-show_entries",
-            "stream=codec_type,codec_name",
-            "-of",
-            "json",
-            url,
-        ],
-        "ffmpeg",
-    );
-    assert!(ok, "ffprobe {url} failed: {out}");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("ffprobe json");
-    v["streams"]
-        .as_array()
-        .expect("streams")
-        .iter()
-        .map(|s| {
-            (
-                s["codec_type"].as_str().unwrap_or("").to_string(),
-                s["codec_name"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
 
 const SIM: &[&str] = &[
     "--channels",
@@ -63,7 +29,7 @@ fn aac_and_h264_profiles_decode_with_ffprobe() {
         ],
     );
     let refs = sim.plain_refs();
-    let aac = probe(&format!(
+    let aac = ffprobe_streams(&format!(
         "http://{}{}?profile=aac",
         daemon.addr,
         stream_path(&refs[0])
@@ -74,7 +40,7 @@ fn aac_and_h264_profiles_decode_with_ffprobe() {
         "aac copies the broadcast video: {aac:?}"
     );
     // The Jellyfin-style parameter maps to the h264 profile.
-    let h264 = probe(&format!(
+    let h264 = ffprobe_streams(&format!(
         "http://{}{}?transcode=mobile",
         daemon.addr,
         stream_path(&refs[1])
@@ -279,7 +245,7 @@ fn a_snapshot_is_one_jpeg_frame() {
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
     let file = data.path().join("snap.jpg");
     std::fs::write(&file, &r.body).unwrap();
-    let probed = probe(&file.to_string_lossy());
+    let probed = ffprobe_streams(&file.to_string_lossy());
     assert_eq!(probed, vec![("video".to_string(), "mjpeg".to_string())]);
     let bad = daemon.get("/snapshot/1:0:1:zz.jpg");
     assert_eq!(bad.status, 400);
@@ -319,7 +285,7 @@ fn hls_serves_a_live_playlist_of_segments_and_cleans_up_when_idle() {
     assert_eq!(seg.status, 200);
     assert_eq!(seg.body[0], 0x47, "a segment is MPEG-TS");
     let url = format!("http://{}{index}", daemon.addr);
-    let probed = probe(&url);
+    let probed = ffprobe_streams(&url);
     assert!(
         probed.contains(&("audio".into(), "aac".into())),
         "{probed:?}"
