@@ -31,6 +31,9 @@ RUST_DEB_VERSION="${CROSS_RUST_DEB_VERSION:-1.85.0+dfsg3-1~deb12u3}"
 RUST_VERSION="${RUST_DEB_VERSION%%+*}"
 RUST_MM="${RUST_VERSION%.*}"
 RUSTC_BIN=/usr/bin/rustc
+# V4L2 M2M encoders (Raspberry Pi, ARM boxes) are probed with ioctls; it needs no library
+# on the box. vaapi links libva, which an ARM box rarely has, so it stays off.
+FEATURES=v4l2
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
@@ -131,6 +134,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 elif ! cargo_ok; then
     die "$(command -v cargo) is $(cargo --version 2>/dev/null || echo 'unusable'); need cargo 1.85 or newer (rustup, or Debian's cargo-web=$RUST_DEB_VERSION instead of cargo)"
 fi
+# v4l2r's build script runs bindgen, which loads libclang.
+ldconfig -p | grep -q 'libclang-[0-9.]*\.so' || HOST_PKGS+=(libclang1-14)
 # A fresh system has no CA bundle; cargo needs it to fetch crates.
 if [[ ! -s /etc/ssl/certs/ca-certificates.crt ]]; then
     HOST_PKGS+=(ca-certificates)
@@ -141,6 +146,8 @@ for t in "${TARGETS[@]}"; do
     command -v "$T_GNU-strip" >/dev/null 2>&1 || HOST_PKGS+=("binutils-$T_GNU")
     # The linker needs the target's C runtime; qemu -L needs its dynamic loader.
     [[ -e "/usr/$T_GNU/lib/libc.so" ]] || HOST_PKGS+=("libc6-dev-$T_DEBARCH-cross")
+    # The v4l2 feature's bindings are generated from the target's kernel headers.
+    [[ -e "/usr/$T_GNU/include/linux/videodev2.h" ]] || HOST_PKGS+=("linux-libc-dev-$T_DEBARCH-cross")
     if ((SMOKE)); then
         command -v "$T_QEMU" >/dev/null 2>&1 || HOST_PKGS+=(qemu-user)
         command -v curl >/dev/null 2>&1 || HOST_PKGS+=(curl)
@@ -267,10 +274,10 @@ ended() {
 smoke() {
     local bin="$2" fails=()
     run_arm "$bin" --version
-    if ((RUN_RC == 0)) && [[ "$RUN_OUT" == *"$PKG_VERSION"* ]]; then
+    if ((RUN_RC == 0)) && [[ "$RUN_OUT" == "xg2g $PKG_VERSION (features: $FEATURES)" ]]; then
         say "$1: smoke ok: xg2g --version -> $(first_line "$RUN_OUT")"
     else
-        fails+=("'xg2g --version' $(ended) and printed '$(first_line "$RUN_OUT")', expected exit 0 and version $PKG_VERSION")
+        fails+=("'xg2g --version' $(ended) and printed '$(first_line "$RUN_OUT")', expected exit 0 and 'xg2g $PKG_VERSION (features: $FEATURES)'")
     fi
 
     run_arm "$bin" XG2G_OWI_BASE=http://127.0.0.1 check-config
@@ -361,13 +368,18 @@ FAILED=()
 for t in "${TARGETS[@]}"; do
     target_info "$t"
     triple_env="$(tr 'a-z-' 'A-Z_' <<<"$T_TRIPLE")"
-    say "$t: cargo build --release --locked --target $T_TRIPLE (rustc $RUST_VERSION)"
+    say "$t: cargo build --release --locked --features $FEATURES --target $T_TRIPLE (rustc $RUST_VERSION)"
+    # bindgen passes --target to clang from cargo's TARGET and clang finds the rest of the
+    # cross headers itself; the one header v4l2r names by path must be the target's too.
+    # Its layout assertions make a struct laid out for the wrong target a compile error.
     (cd "$REPO" && env RUSTC="$RUSTC_BIN" \
         "CARGO_TARGET_${triple_env}_LINKER=$T_GNU-gcc" \
         "CC_${T_TRIPLE//-/_}=$T_GNU-gcc" \
         "AR_${T_TRIPLE//-/_}=$T_GNU-ar" \
-        cargo build --release --locked --target "$T_TRIPLE" --target-dir "$TARGET_DIR") ||
-        die "$t: cargo build --release --target $T_TRIPLE failed (see the errors above)"
+        "V4L2R_VIDEODEV2_H_PATH=/usr/$T_GNU/include/linux" \
+        cargo build --release --locked --features "$FEATURES" --target "$T_TRIPLE" \
+        --target-dir "$TARGET_DIR") ||
+        die "$t: cargo build --release --features $FEATURES --target $T_TRIPLE failed (see the errors above)"
 
     bin="$TARGET_DIR/$T_TRIPLE/release/xg2g"
     [[ -f "$bin" ]] || die "$t: build succeeded but $bin is missing"

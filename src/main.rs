@@ -28,6 +28,15 @@ use xg2g::sim::{Fault, SimConfig, Simulator};
 use xg2g::stream::StreamService;
 use xg2g::transcode::Transcoder;
 
+/// The cargo features this binary was built with, for `--version`: a build for a box
+/// with a V4L2 or VAAPI encoder can be told apart from one that probes with ffmpeg only.
+const FEATURES: &str = match (cfg!(feature = "vaapi"), cfg!(feature = "v4l2")) {
+    (true, true) => "vaapi, v4l2",
+    (true, false) => "vaapi",
+    (false, true) => "v4l2",
+    (false, false) => "none",
+};
+
 const USAGE: &str = "\
 usage: xg2g [--config FILE] [serve]     run the daemon (settings: XG2G_* environment)
        xg2g [--config FILE] check-config  validate and print the effective settings
@@ -162,7 +171,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Version => {
-            println!("xg2g {}", env!("CARGO_PKG_VERSION"));
+            println!("xg2g {} (features: {FEATURES})", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Command::Help => {

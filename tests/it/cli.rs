@@ -95,7 +95,19 @@ fn config_file_keys_are_checked_and_env_overrides() {
 fn version_and_usage() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("xg2g "));
+    let features = match (cfg!(feature = "vaapi"), cfg!(feature = "v4l2")) {
+        (true, true) => "vaapi, v4l2",
+        (true, false) => "vaapi",
+        (false, true) => "v4l2",
+        (false, false) => "none",
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "xg2g {} (features: {features})\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
     let out = Command::new(BIN).arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
