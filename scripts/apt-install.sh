@@ -9,5 +9,6 @@ shift
 [ $# -gt 0 ] || exit 0
 echo "$who: installing $*"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq || echo "$who: apt-get update reported a problem; trying the install anyway"
-apt-get install -y -qq --no-install-recommends "$@"
+# Another apt (a package install elsewhere on the machine) may hold the lock for a while.
+apt-get -o DPkg::Lock::Timeout=900 update -qq || echo "$who: apt-get update reported a problem; trying the install anyway"
+apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need on a fresh Debian machine,
-# then runs formatting and lint checks, every test, and the aarch64 smoke build.
+# then runs formatting and lint checks, every test, the ARM smoke builds, the packaging
+# checks, the systemd unit under a real systemd and the container image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ scripts/apt-install.sh test.sh "${need[@]}"
 echo "== format and lint"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-shellcheck scripts/*.sh cross/*.sh benches/*.sh .ci/run deploy/enigma2/*.sh deploy/enigma2/xg2g.init openwrt/files/xg2g.init
+shellcheck scripts/*.sh cross/*.sh benches/*.sh .ci/run deploy/*.sh deploy/enigma2/*.sh deploy/enigma2/xg2g.init openwrt/files/xg2g.init
 
 echo "== tests"
 cargo test --locked
@@ -35,3 +36,9 @@ cargo test --locked --features vaapi,v4l2 --lib hw::
 echo "== aarch64 and armv7 builds and smoke tests (Rust 1.85, qemu: version, check-config, the demo serving)"
 cross/build.sh all --smoke
 scripts/check-packaging.sh target/cross/aarch64-unknown-linux-gnu/release/xg2g
+
+echo "== systemd unit under a real systemd (container)"
+scripts/check-systemd-live.sh target/debug/xg2g
+
+echo "== container image built and run (local base images, docker.io)"
+deploy/check-container.sh
