@@ -10,6 +10,7 @@
 //! the real one answers with bare-`\n` heads that our server never writes.
 
 mod api;
+mod clip;
 mod epg;
 mod json;
 mod layout;
@@ -320,7 +321,7 @@ struct Inner {
     layout: Arc<Layout>,
     counters: Arc<Counters>,
     fault: AtomicU8,
-    clip: Arc<[u8]>,
+    clip: Arc<clip::Clip>,
     pace: stream::Pace,
     /// The rate the `eof` fault's one second is measured in.
     bitrate: u64,
@@ -370,7 +371,7 @@ impl Simulator {
                 layout,
                 counters: Arc::new(Counters::default()),
                 fault,
-                clip: clip.into(),
+                clip: Arc::new(clip::Clip::new(clip)),
                 pace,
                 bitrate,
             }),

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use smol::io::AsyncRead;
 
+use super::clip::{self, Clip};
 use super::{Counters, Error};
 
 /// MPEG-TS packet size.
@@ -35,10 +36,12 @@ const MAX_LAG: Duration = Duration::from_secs(1);
 /// How long ffmpeg may take to make the clip.
 const FFMPEG_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The cached clip's file name inside the cache folder.
-const CLIP_FILE: &str = "sim-clip.ts";
+/// The cached clip's file name inside the cache folder (a new name when the recipe
+/// changes, so an older cached clip is not used).
+const CLIP_FILE: &str = "sim-clip-2.ts";
 
-/// The clip used when ffmpeg is not available: 2 s of test pattern at 160x90 with a tone.
+/// The clip used when ffmpeg is not available: 1.92 s of test pattern at 160x90 with a
+/// tone, made with `run_ffmpeg`'s recipe (`-s 160x90 -t 1.92 -b:v 100k`).
 pub(crate) static FALLBACK: &[u8] = include_bytes!("fallback.ts");
 
 /// True when `clip` is non-empty, a whole number of 188-byte packets, each starting with
@@ -50,7 +53,7 @@ pub fn is_valid_clip(clip: &[u8]) -> bool {
 }
 
 /// The simulator's MPEG-TS clip: the one cached in `cache_dir` if valid, else a fresh one
-/// made with ffmpeg (4 s, 320x180 MPEG-2 + MP2) and cached there, else the small clip
+/// made with ffmpeg (3.96 s, 320x180 MPEG-2 + MP2) and cached there, else the small clip
 /// embedded in the binary. Always returns a valid clip (see `is_valid_clip`). Blocking
 /// (runs a process, writes a file): call it at start-up, or through `smol::unblock`.
 pub fn load_clip(cache_dir: &Path) -> Vec<u8> {
@@ -107,8 +110,19 @@ fn run_ffmpeg(out: &Path) -> Result<(), Error> {
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "4", "-c:v", "mpeg2video", "-b:v", "300k"])
-        .args(["-c:a", "mp2", "-b:a", "64k", "-f", "mpegts"])
+        // 3.96 s is 99 video frames and 165 MP2 frames exactly, and one audio frame per
+        // PES: every stream ends where the next pass starts (see `clip`).
+        .args(["-t", "3.96", "-c:v", "mpeg2video", "-b:v", "300k"])
+        .args([
+            "-c:a",
+            "mp2",
+            "-b:a",
+            "64k",
+            "-pes_payload_size",
+            "0",
+            "-f",
+            "mpegts",
+        ])
         .arg(out)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -135,33 +149,16 @@ fn run_ffmpeg(out: &Path) -> Result<(), Error> {
     }
 }
 
-/// The PCR (27 MHz units / 300, i.e. the 90 kHz base) of a packet, if it carries one.
-fn packet_pcr(p: &[u8]) -> Option<u64> {
-    let adaptation = (p.get(3)? >> 4) & 0b10 != 0;
-    if !adaptation || *p.get(4)? < 7 || p.get(5)? & 0x10 == 0 {
-        return None;
-    }
-    let [b0, b1, b2, b3, b4] = <[u8; 5]>::try_from(p.get(6..11)?).ok()?;
-    Some(
-        u64::from(b0) << 25
-            | u64::from(b1) << 17
-            | u64::from(b2) << 9
-            | u64::from(b3) << 1
-            | u64::from(b4) >> 7,
-    )
-}
-
 /// The clip's bitrate in bit/s from the PCRs of its first PCR-carrying PID.
 pub(crate) fn clip_bitrate(clip: &[u8]) -> u64 {
     let mut pid_seen = None;
     let mut first: Option<(usize, u64)> = None;
     let mut last: Option<(usize, u64)> = None;
     for (n, p) in clip.chunks_exact(PACKET).enumerate() {
-        let Some(pcr) = packet_pcr(p) else {
+        let Some(pcr) = clip::pcr_base(p) else {
             continue;
         };
-        let pid = (u16::from(p.get(1).copied().unwrap_or(0) & 0x1F) << 8)
-            | u16::from(p.get(2).copied().unwrap_or(0));
+        let pid = clip::pid(p);
         if *pid_seen.get_or_insert(pid) != pid {
             continue;
         }
@@ -256,11 +253,13 @@ struct Pacer {
     interval: Duration,
 }
 
-/// The clip looped forever (or until its budget is spent), paced or not.
+/// The clip looped seamlessly forever (or until its budget is spent), paced or not.
 pub(crate) struct TsBody {
-    clip: Arc<[u8]>,
+    clip: Arc<Clip>,
     /// Next byte of the clip to send; always inside the clip.
     pos: usize,
+    /// Passes through the clip completed so far (how far its timestamps are shifted).
+    pass: u64,
     /// Bytes the pacer allows before its next tick (unused when unpaced).
     credit: usize,
     pacer: Option<Pacer>,
@@ -274,7 +273,7 @@ impl TsBody {
     /// A body looping `clip` (a valid clip, see `is_valid_clip`); with `limit`, after that
     /// many bytes (a whole number of packets) the body stalls or ends.
     pub(crate) fn new(
-        clip: Arc<[u8]>,
+        clip: Arc<Clip>,
         pace: Pace,
         limit: Option<(u64, Ending)>,
         active: Active,
@@ -294,6 +293,7 @@ impl TsBody {
         TsBody {
             clip,
             pos: 0,
+            pass: 0,
             credit: 0,
             pacer,
             left: limit.map(|(n, _)| n),
@@ -338,20 +338,14 @@ impl AsyncRead for TsBody {
         if let Some(left) = this.left {
             want = want.min(usize::try_from(left).unwrap_or(usize::MAX));
         }
-        let avail = match this.clip.get(this.pos..) {
-            Some(a) if !a.is_empty() => a,
-            _ => {
-                this.pos = 0;
-                &this.clip[..]
-            }
-        };
-        let n = want.min(avail.len());
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), avail.get(..n)) {
-            dst.copy_from_slice(src);
+        let n = want.min(this.clip.len() - this.pos);
+        if let Some(dst) = buf.get_mut(..n) {
+            this.clip.copy_pass(this.pass, this.pos, dst);
         }
         this.pos += n;
         if this.pos >= this.clip.len() {
             this.pos = 0;
+            this.pass += 1;
         }
         if this.pacer.is_some() {
             this.credit -= n;
