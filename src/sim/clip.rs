@@ -22,29 +22,59 @@ pub(crate) struct Clip {
     bytes: Box<[u8]>,
     /// One pass in 90 kHz ticks.
     period: u64,
-    /// Payload-carrying packets per PID in one pass, modulo 16: a counter's advance per pass.
-    cc_step: Box<[u8; PIDS]>,
+    /// What a pass changes in each packet, found once so the loop parses nothing.
+    edits: Box<[Edits]>,
+}
+
+/// The fields of one packet that a pass after the first rewrites.
+#[derive(Debug, Clone, Copy, Default)]
+struct Edits {
+    /// The counter's advance per pass: its PID's payload packets per pass, modulo 16.
+    /// Packets without payload repeat the counter, so they move with their PID too.
+    cc_step: u8,
+    /// The adaptation field carries a PCR.
+    pcr: bool,
+    /// Where a PES header's PTS and DTS are in the packet (0: none).
+    pts_at: u8,
+    dts_at: u8,
 }
 
 impl Clip {
     pub(crate) fn new(bytes: Vec<u8>) -> Clip {
-        let mut cc_step = Box::new([0u8; PIDS]);
-        let mut stamps: Vec<(u16, u64)> = Vec::new();
+        let mut steps = vec![0u8; PIDS];
         for p in bytes.chunks_exact(PACKET) {
-            let pid = pid(p);
             if has_payload(p) {
-                if let Some(step) = cc_step.get_mut(usize::from(pid)) {
+                if let Some(step) = steps.get_mut(usize::from(pid(p))) {
                     *step = (*step + 1) % 16;
                 }
             }
-            if let Some(pts) = pes_timestamps(p).map(|t| t.pts) {
-                stamps.push((pid, pts));
-            }
         }
+        let mut stamps: Vec<(u16, u64)> = Vec::new();
+        let edits = bytes
+            .chunks_exact(PACKET)
+            .map(|p| {
+                let pid = pid(p);
+                if pid == NULL_PID {
+                    return Edits::default();
+                }
+                let pes = pes_timestamps(p);
+                if let Some(t) = &pes {
+                    stamps.push((pid, t.pts));
+                }
+                // Offsets inside a 188-byte packet fit a u8.
+                let at = |o: usize| u8::try_from(o).unwrap_or(0);
+                Edits {
+                    cc_step: steps.get(usize::from(pid)).copied().unwrap_or(0),
+                    pcr: pcr_base(p).is_some(),
+                    pts_at: pes.as_ref().map_or(0, |t| at(t.pts_at)),
+                    dts_at: pes.and_then(|t| t.dts).map_or(0, |(o, _)| at(o)),
+                }
+            })
+            .collect();
         Clip {
             period: period(stamps),
             bytes: bytes.into_boxed_slice(),
-            cc_step,
+            edits,
         }
     }
 
@@ -69,38 +99,43 @@ impl Clip {
             // The part of this packet inside [pos, end), in packet and in dst coordinates.
             let (from, to) = (start.max(pos), stop.min(end));
             let out = &mut dst[from - pos..to - pos];
+            let index = start / PACKET;
             if from == start && to == stop {
-                self.rewrite(pass, out);
+                self.rewrite(pass, index, out);
             } else if let Some(whole) = self.bytes.get(start..stop) {
                 // A packet cut by the read: rewrite a copy, hand out the part asked for.
                 let mut packet = [0u8; PACKET];
                 packet.copy_from_slice(whole);
-                self.rewrite(pass, &mut packet);
+                self.rewrite(pass, index, &mut packet);
                 out.copy_from_slice(&packet[from - start..to - start]);
             }
             start = stop;
         }
     }
 
-    /// Rewrites one whole packet (a copy of the clip's) for pass `pass`.
-    fn rewrite(&self, pass: u64, p: &mut [u8]) {
-        let pid = pid(p);
-        if pid == NULL_PID || p.len() != PACKET {
+    /// Rewrites one whole packet, a copy of the clip's packet number `index`, for pass
+    /// `pass`.
+    fn rewrite(&self, pass: u64, index: usize, p: &mut [u8]) {
+        let Some(e) = self.edits.get(index) else {
+            return;
+        };
+        if let Some(b) = p.get_mut(3) {
+            let advance = (u64::from(e.cc_step) * (pass % 16) % 16) as u8;
+            *b = (*b & 0xF0) | (((*b & 0x0F) + advance) % 16);
+        }
+        if !e.pcr && e.pts_at == 0 {
             return;
         }
-        if has_payload(p) {
-            let step = u64::from(self.cc_step.get(usize::from(pid)).copied().unwrap_or(0));
-            let cc = u64::from(p[3] & 0x0F);
-            p[3] = (p[3] & 0xF0) | ((cc + step * (pass % 16)) % 16) as u8;
-        }
         let shift = self.period.wrapping_mul(pass) % TS_MODULO;
-        if let Some(base) = pcr_base(p) {
-            write_pcr_base(p, (base + shift) % TS_MODULO);
+        if e.pcr {
+            if let Some(base) = pcr_base(p) {
+                write_pcr_base(p, (base + shift) % TS_MODULO);
+            }
         }
-        if let Some(t) = pes_timestamps(p) {
-            write_timestamp(p, t.pts_at, (t.pts + shift) % TS_MODULO);
-            if let Some((at, dts)) = t.dts {
-                write_timestamp(p, at, (dts + shift) % TS_MODULO);
+        for at in [e.pts_at, e.dts_at].into_iter().filter(|&at| at != 0) {
+            let at = usize::from(at);
+            if let Some(ts) = read_timestamp(p, at) {
+                write_timestamp(p, at, (ts + shift) % TS_MODULO);
             }
         }
     }
