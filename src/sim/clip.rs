@@ -92,57 +92,100 @@ impl Clip {
         if pass == 0 {
             return;
         }
+        let pass = Pass {
+            advance: (pass % 16) as u8,
+            shift: self.period.wrapping_mul(pass) % TS_MODULO,
+        };
         let end = pos + dst.len();
-        let mut start = pos - pos % PACKET;
-        while start < end {
-            let stop = start + PACKET;
-            // The part of this packet inside [pos, end), in packet and in dst coordinates.
-            let (from, to) = (start.max(pos), stop.min(end));
-            let out = &mut dst[from - pos..to - pos];
-            let index = start / PACKET;
-            if from == start && to == stop {
-                self.rewrite(pass, index, out);
-            } else if let Some(whole) = self.bytes.get(start..stop) {
-                // A packet cut by the read: rewrite a copy, hand out the part asked for.
-                let mut packet = [0u8; PACKET];
-                packet.copy_from_slice(whole);
-                self.rewrite(pass, index, &mut packet);
-                out.copy_from_slice(&packet[from - start..to - start]);
+        // Whole packets in the middle, in one tight loop (the unpaced stream's hot path);
+        // a packet cut at either end of the read separately.
+        let whole_from = pos.div_ceil(PACKET) * PACKET;
+        let whole_to = (end / PACKET * PACKET).max(whole_from);
+        if pos < whole_from {
+            self.rewrite_cut(
+                &pass,
+                pos - pos % PACKET,
+                pos,
+                end.min(whole_from),
+                dst,
+                pos,
+            );
+        }
+        if let (Some(out), Some(edits)) = (
+            dst.get_mut(whole_from - pos..whole_to - pos),
+            self.edits.get(whole_from / PACKET..whole_to / PACKET),
+        ) {
+            for (p, e) in out.chunks_exact_mut(PACKET).zip(edits) {
+                rewrite(&pass, e, p);
             }
-            start = stop;
+        }
+        if whole_to < end && whole_to >= pos {
+            self.rewrite_cut(&pass, whole_to, whole_to, end, dst, pos);
         }
     }
 
-    /// Rewrites one whole packet, a copy of the clip's packet number `index`, for pass
-    /// `pass`.
-    fn rewrite(&self, pass: u64, index: usize, p: &mut [u8]) {
-        let Some(e) = self.edits.get(index) else {
+    /// The part `from..to` (clip offsets) of the packet at clip offset `start`, rewritten,
+    /// into `dst` (which starts at clip offset `dst_at`).
+    fn rewrite_cut(
+        &self,
+        pass: &Pass,
+        start: usize,
+        from: usize,
+        to: usize,
+        dst: &mut [u8],
+        dst_at: usize,
+    ) {
+        let (Some(whole), Some(e)) = (
+            self.bytes.get(start..start + PACKET),
+            self.edits.get(start / PACKET),
+        ) else {
             return;
         };
-        if let Some(b) = p.get_mut(3) {
-            let advance = (u64::from(e.cc_step) * (pass % 16) % 16) as u8;
-            *b = (*b & 0xF0) | (((*b & 0x0F) + advance) % 16);
-        }
-        if !e.pcr && e.pts_at == 0 {
-            return;
-        }
-        let shift = self.period.wrapping_mul(pass) % TS_MODULO;
-        if e.pcr {
-            if let Some(base) = pcr_base(p) {
-                write_pcr_base(p, (base + shift) % TS_MODULO);
-            }
-        }
-        for at in [e.pts_at, e.dts_at].into_iter().filter(|&at| at != 0) {
-            let at = usize::from(at);
-            if let Some(ts) = read_timestamp(p, at) {
-                write_timestamp(p, at, (ts + shift) % TS_MODULO);
-            }
+        let mut packet = [0u8; PACKET];
+        packet.copy_from_slice(whole);
+        rewrite(pass, e, &mut packet);
+        if let (Some(out), Some(part)) = (
+            dst.get_mut(from - dst_at..to - dst_at),
+            packet.get(from - start..to - start),
+        ) {
+            out.copy_from_slice(part);
         }
     }
 
     #[cfg(test)]
     pub(crate) fn period(&self) -> u64 {
         self.period
+    }
+}
+
+/// What one pass after the first changes.
+struct Pass {
+    /// Passes modulo 16: the continuity counters' multiplier.
+    advance: u8,
+    /// Ticks added to every timestamp (modulo 2^33).
+    shift: u64,
+}
+
+/// Rewrites one whole packet (a copy of the clip's) with its edits `e` for `pass`.
+fn rewrite(pass: &Pass, e: &Edits, p: &mut [u8]) {
+    if let Some(b) = p.get_mut(3) {
+        // Both factors are below 16, so the product fits a u8.
+        let advance = e.cc_step * pass.advance % 16;
+        *b = (*b & 0xF0) | (((*b & 0x0F) + advance) % 16);
+    }
+    if !e.pcr && e.pts_at == 0 {
+        return;
+    }
+    if e.pcr {
+        if let Some(base) = pcr_base(p) {
+            write_pcr_base(p, (base + pass.shift) % TS_MODULO);
+        }
+    }
+    for at in [e.pts_at, e.dts_at].into_iter().filter(|&at| at != 0) {
+        let at = usize::from(at);
+        if let Some(ts) = read_timestamp(p, at) {
+            write_timestamp(p, at, (ts + pass.shift) % TS_MODULO);
+        }
     }
 }
 

@@ -556,6 +556,20 @@ fn picons_and_relay_whitelist() {
     );
 }
 
+/// The stream body of the first channel on the streaming port.
+fn first_stream(sim: &Simulator) -> Pin<Box<dyn smol::io::AsyncRead + Send>> {
+    let sref = sim.expected()[0].sref.clone();
+    let Body::Stream(body) = call(
+        &sim.stream_handler(),
+        req("GET", &format!("/{sref}"), "", &[]),
+    )
+    .body
+    else {
+        panic!("stream body");
+    };
+    body
+}
+
 /// Reads from a stream body until `want` bytes arrived or `limit` passed.
 fn read_stream(
     body: &mut Pin<Box<dyn smol::io::AsyncRead + Send>>,
@@ -638,15 +652,7 @@ fn stall_fault_stops_streams_without_closing() {
         fault: Fault::Stall,
         ..cfg()
     });
-    let sref = sim.expected()[0].sref.clone();
-    let Body::Stream(mut body) = call(
-        &sim.stream_handler(),
-        req("GET", &format!("/{sref}"), "", &[]),
-    )
-    .body
-    else {
-        panic!("stream body");
-    };
+    let mut body = first_stream(&sim);
     let data = read_stream(&mut body, 1 << 20, Duration::from_millis(800));
     assert!(
         !data.is_empty() && data.len() <= 188 * 7 * 5,
@@ -688,14 +694,7 @@ fn eof_fault_ends_paced_streams_after_about_a_second() {
         stream_bitrate: Some(1000 * 188 * 8),
         ..cfg()
     });
-    let sref = sim.expected()[0].sref.clone();
-    let resp = call(
-        &sim.stream_handler(),
-        req("GET", &format!("/{sref}"), "", &[]),
-    );
-    let Body::Stream(mut body) = resp.body else {
-        panic!("stream body");
-    };
+    let mut body = first_stream(&sim);
     let t = Instant::now();
     let data = read_stream(&mut body, usize::MAX, Duration::from_secs(5));
     let took = t.elapsed();
@@ -993,4 +992,35 @@ fn counters_count_per_port() {
         Duration::from_secs(1),
     );
     assert_eq!(data.len(), RELAY_HEAD.len() + packets as usize * 188);
+}
+
+/// The first two passes of the stream of the first channel, as bytes.
+fn two_passes(sim: &Simulator) -> (Vec<u8>, Vec<u8>) {
+    let mut body = first_stream(sim);
+    let len = stream::FALLBACK.len();
+    let mut data = read_stream(&mut body, 2 * len, Duration::from_secs(20));
+    assert!(data.len() >= 2 * len, "only {} bytes", data.len());
+    data.truncate(2 * len);
+    let second = data.split_off(len);
+    (data, second)
+}
+
+#[test]
+fn paced_streams_loop_seamlessly_unpaced_ones_verbatim() {
+    let paced = Simulator::new(SimConfig {
+        stream_bitrate: Some(50_000_000),
+        ..cfg()
+    });
+    let (first, second) = two_passes(&paced);
+    assert_eq!(first, stream::FALLBACK);
+    assert_ne!(second, stream::FALLBACK, "a paced pass is shifted");
+    let unpaced = Simulator::new(SimConfig {
+        stream_bitrate: Some(0),
+        ..cfg()
+    });
+    let (first, second) = two_passes(&unpaced);
+    assert_eq!(
+        (first.as_slice(), second.as_slice()),
+        (stream::FALLBACK, stream::FALLBACK)
+    );
 }
