@@ -97,58 +97,27 @@ impl Clip {
             shift: self.period.wrapping_mul(pass) % TS_MODULO,
         };
         let end = pos + dst.len();
-        // Whole packets in the middle, in one tight loop (the unpaced stream's hot path);
-        // a packet cut at either end of the read separately.
-        let whole_from = pos.div_ceil(PACKET) * PACKET;
-        let whole_to = (end / PACKET * PACKET).max(whole_from);
-        if pos < whole_from {
-            self.rewrite_cut(
-                &pass,
-                pos - pos % PACKET,
-                pos,
-                end.min(whole_from),
-                dst,
-                pos,
-            );
-        }
-        if let (Some(out), Some(edits)) = (
-            dst.get_mut(whole_from - pos..whole_to - pos),
-            self.edits.get(whole_from / PACKET..whole_to / PACKET),
-        ) {
-            for (p, e) in out.chunks_exact_mut(PACKET).zip(edits) {
-                rewrite(&pass, e, p);
+        let mut start = pos - pos % PACKET;
+        while start < end {
+            let stop = start + PACKET;
+            // The part of this packet inside [pos, end), in packet and in dst coordinates.
+            let (from, to) = (start.max(pos), stop.min(end));
+            let (Some(out), Some(e)) = (
+                dst.get_mut(from - pos..to - pos),
+                self.edits.get(start / PACKET),
+            ) else {
+                return;
+            };
+            if from == start && to == stop {
+                rewrite(&pass, e, out);
+            } else if let Some(whole) = self.bytes.get(start..stop) {
+                // A packet cut by the read: rewrite a copy, hand out the part asked for.
+                let mut packet = [0u8; PACKET];
+                packet.copy_from_slice(whole);
+                rewrite(&pass, e, &mut packet);
+                out.copy_from_slice(&packet[from - start..to - start]);
             }
-        }
-        if whole_to < end && whole_to >= pos {
-            self.rewrite_cut(&pass, whole_to, whole_to, end, dst, pos);
-        }
-    }
-
-    /// The part `from..to` (clip offsets) of the packet at clip offset `start`, rewritten,
-    /// into `dst` (which starts at clip offset `dst_at`).
-    fn rewrite_cut(
-        &self,
-        pass: &Pass,
-        start: usize,
-        from: usize,
-        to: usize,
-        dst: &mut [u8],
-        dst_at: usize,
-    ) {
-        let (Some(whole), Some(e)) = (
-            self.bytes.get(start..start + PACKET),
-            self.edits.get(start / PACKET),
-        ) else {
-            return;
-        };
-        let mut packet = [0u8; PACKET];
-        packet.copy_from_slice(whole);
-        rewrite(pass, e, &mut packet);
-        if let (Some(out), Some(part)) = (
-            dst.get_mut(from - dst_at..to - dst_at),
-            packet.get(from - start..to - start),
-        ) {
-            out.copy_from_slice(part);
+            start = stop;
         }
     }
 

@@ -259,7 +259,8 @@ pub(crate) struct TsBody {
     clip: Arc<Clip>,
     /// Next byte of the clip to send; always inside the clip.
     pos: usize,
-    /// Passes through the clip completed so far (how far its timestamps are shifted).
+    /// Passes through the clip completed so far (how far its timestamps are shifted);
+    /// stays 0 when unpaced.
     pass: u64,
     /// Bytes the pacer allows before its next tick (unused when unpaced).
     credit: usize,
@@ -340,16 +341,17 @@ impl AsyncRead for TsBody {
             want = want.min(usize::try_from(left).unwrap_or(usize::MAX));
         }
         let n = want.min(this.clip.len() - this.pos);
-        // Unpaced output is a byte source for throughput benchmarks: the clip repeated
-        // verbatim, so the simulator spends no time on rewriting.
-        let pass = if this.pacer.is_some() { this.pass } else { 0 };
         if let Some(dst) = buf.get_mut(..n) {
-            this.clip.copy_pass(pass, this.pos, dst);
+            this.clip.copy_pass(this.pass, this.pos, dst);
         }
         this.pos += n;
         if this.pos >= this.clip.len() {
             this.pos = 0;
-            this.pass += 1;
+            // Unpaced output is a byte source for throughput benchmarks: the clip repeated
+            // verbatim, so the simulator spends no time on rewriting.
+            if this.pacer.is_some() {
+                this.pass += 1;
+            }
         }
         if this.pacer.is_some() {
             this.credit -= n;
